@@ -1,0 +1,28 @@
+"""Shared pytest fixtures: where LFW lives, and a small fixed subset of it for tests."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LFW_DIR = Path(os.environ.get("FACEREG_LFW", REPO_ROOT.parent / "shared" / "data" / "lfw"))
+LFW_SKIP_REASON = (
+    f"LFW not found at {LFW_DIR}: set FACEREG_LFW to a folder holding LFW's images/ "
+    "(deep-funneled, images/<Name>/<Name>_<NNNN>.jpg) and pairs*.txt"
+)
+needs_lfw = pytest.mark.skipif(not (LFW_DIR / "images").is_dir(), reason=LFW_SKIP_REASON)
+
+
+def lfw_image(name: str, n: int) -> Path:
+    """Path of LFW image number n of a person."""
+    return LFW_DIR / "images" / name / f"{name}_{n:04d}.jpg"
+
+
+@pytest.fixture(scope="session")
+def lfw_dir() -> Path:
+    """The LFW folder; skips the test where LFW is absent."""
+    if not (LFW_DIR / "images").is_dir():
+        pytest.skip(LFW_SKIP_REASON)
+    return LFW_DIR
