@@ -1,0 +1,89 @@
+"""Verification metrics and pair files."""
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from trainer.evaluate import (
+    PairsFormatError,
+    best_accuracy_threshold,
+    equal_error_rate,
+    kfold_accuracy,
+    read_lfw_pairs,
+    read_pairs_tsv,
+    tar_at_far,
+    threshold_sweep,
+    verification_report,
+)
+
+
+def _scores(n=400, separation=2.0, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2 == 0
+    scores = rng.normal(size=n) + separation * labels
+    return scores, labels
+
+
+def test_best_accuracy_threshold_separates_separable_scores():
+    scores = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    t = best_accuracy_threshold(scores, labels)
+    assert 0.3 < t <= 0.7
+    assert np.all((scores >= t) == labels)
+
+
+def test_kfold_accuracy_chooses_threshold_on_other_folds():
+    scores, labels = _scores()
+    folds = np.arange(len(scores)) % 10
+    mean, std, per_fold = kfold_accuracy(scores, labels, folds)
+    assert len(per_fold) == 10
+    assert 0.75 < mean < 0.95 and std > 0
+    # Shifting one fold's scores hurts that fold, since its threshold comes from the others.
+    shifted = scores.copy()
+    shifted[folds == 3] += 3
+    assert kfold_accuracy(shifted, labels, folds)[2][3] < per_fold[3]
+
+
+def test_report_metrics_agree_with_definitions():
+    scores, labels = _scores(separation=1.5)
+    report = verification_report(scores, labels, np.arange(len(scores)) % 10, threshold=0.75)
+    assert report["auc"] == pytest.approx(roc_auc_score(labels, scores))
+    predicted = scores >= 0.75
+    assert report["accuracy_at_threshold"] == pytest.approx(np.mean(predicted == labels))
+    far = np.mean(predicted[~labels])
+    frr = np.mean(~predicted[labels])
+    assert min(far, frr) - 0.05 <= report["eer"] <= max(far, frr) + 0.05
+    assert 0 <= report["tar_at_far_1e-3"] <= report["tar_at_far_1e-2"] <= 1
+
+
+def test_tar_at_far_and_eer_on_perfect_scores():
+    scores = np.array([0.0, 0.1, 0.9, 1.0])
+    labels = np.array([False, False, True, True])
+    assert tar_at_far(scores, labels, 1e-3) == 1.0
+    assert equal_error_rate(scores, labels) == 0.0
+
+
+def test_threshold_sweep_best_f1_and_target_far():
+    scores, labels = _scores(separation=2.5, seed=1)
+    t_f1 = threshold_sweep(scores, labels)
+    t_far = threshold_sweep(scores, labels, target_far=0.01)
+    assert np.mean(scores[~labels] >= t_far) <= 0.01
+    assert t_far > t_f1
+
+
+def test_read_pairs_tsv(tmp_path):
+    (tmp_path / "pairs.tsv").write_text("a.jpg\tb.jpg\t1\t0\nc.jpg\td.jpg\t0\t3\n")
+    pairs = read_pairs_tsv(tmp_path / "pairs.tsv", tmp_path)
+    assert [(p.path1.name, p.same, p.fold) for p in pairs] == [("a.jpg", True, 0), ("c.jpg", False, 3)]
+    (tmp_path / "bad.tsv").write_text("a.jpg b.jpg 1 0\n")
+    with pytest.raises(PairsFormatError, match="bad.tsv:1"):
+        read_pairs_tsv(tmp_path / "bad.tsv", tmp_path)
+
+
+def test_read_lfw_view2_pairs(lfw_dir):
+    pairs = read_lfw_pairs(lfw_dir)
+    assert len(pairs) == 6000
+    assert sum(p.same for p in pairs) == 3000
+    assert sorted(set(p.fold for p in pairs)) == list(range(10))
+    assert all(p.path1.is_file() and p.path2.is_file() for p in pairs[:50] + pairs[-50:])
+    dev = read_lfw_pairs(lfw_dir, "pairsDevTrain.txt")
+    assert len(dev) == 2200 and {p.fold for p in dev} == {0}

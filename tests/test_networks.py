@@ -1,0 +1,80 @@
+"""The classic network's exact layout, the Siamese model and its .keras round trip."""
+import keras
+import numpy as np
+import pytest
+
+from trainer.errors import UnknownBackboneError
+from trainer.networks import L1Distance, backbone_spec, build_classic_embedding, build_siamese
+
+CLASSIC_LAYERS = [
+    ("InputLayer", None),
+    ("Conv2D", (64, (10, 10), "relu")),
+    ("BatchNormalization", None),
+    ("MaxPooling2D", (2, 2)),
+    ("Dropout", 0.3),
+    ("Conv2D", (128, (3, 3), "relu")),
+    ("MaxPooling2D", (2, 2)),
+    ("Dropout", 0.3),
+    ("Conv2D", (128, (7, 7), "relu")),
+    ("MaxPooling2D", (2, 2)),
+    ("Dropout", 0.3),
+    ("Conv2D", (256, (4, 4), "relu")),
+    ("Flatten", None),
+    ("Dense", (4096, "sigmoid")),
+]
+# 100 -conv10-> 91 -pool-> 45 -conv3-> 43 -pool-> 21 -conv7-> 15 -pool-> 7 -conv4-> 4; 4*4*256 = 4096 features.
+CLASSIC_PARAMS = (
+    (10 * 10 * 3 * 64 + 64)
+    + 4 * 64
+    + (3 * 3 * 64 * 128 + 128)
+    + (7 * 7 * 128 * 128 + 128)
+    + (4 * 4 * 128 * 256 + 256)
+    + (4096 * 4096 + 4096)
+)
+
+
+def _describe(layer):
+    kind = type(layer).__name__
+    if kind == "Conv2D":
+        return kind, (layer.filters, tuple(layer.kernel_size), layer.activation.__name__)
+    if kind == "MaxPooling2D":
+        return kind, tuple(layer.pool_size)
+    if kind == "Dropout":
+        return kind, layer.rate
+    if kind == "Dense":
+        return kind, (layer.units, layer.activation.__name__)
+    return kind, None
+
+
+def test_classic_network_layout_and_parameter_count():
+    model = build_classic_embedding()
+    assert [_describe(layer) for layer in model.layers] == CLASSIC_LAYERS
+    assert model.input_shape == (None, 100, 100, 3)
+    assert model.output_shape == (None, 4096)
+    assert model.count_params() == CLASSIC_PARAMS == 18_202_176
+    assert model.get_layer("conv1").kernel_regularizer is not None
+
+
+def test_unknown_backbone_lists_the_known_ones():
+    with pytest.raises(UnknownBackboneError, match="classic.*dlib_resnet"):
+        backbone_spec("resnet9000")
+
+
+def test_l1_distance_is_the_absolute_difference():
+    a = np.array([[1.0, -2.0, 3.0]], np.float32)
+    b = np.array([[0.5, 2.0, 3.0]], np.float32)
+    np.testing.assert_allclose(L1Distance()([a, b]), [[0.5, 4.0, 0.0]])
+
+
+def test_siamese_keras_round_trip_without_custom_objects(tmp_path):
+    model = build_siamese(build_classic_embedding())
+    assert [layer.name for layer in model.layers[2:]] == ["embedding", "l1_distance", "head"]
+    rng = np.random.default_rng(0)
+    a, b = rng.random((2, 3, 100, 100, 3), dtype=np.float32)
+    before = model.predict([a, b], verbose=0)
+    assert before.shape == (3, 1) and np.all((before >= 0) & (before <= 1))
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    np.testing.assert_array_equal(loaded.predict([a, b], verbose=0), before)
+    # The same image on both sides: identical embeddings, distance zero.
+    np.testing.assert_allclose(loaded.get_layer("l1_distance")([a, a]), 0.0)

@@ -1,0 +1,206 @@
+"""Verification metrics: pair lists, 10-fold accuracy, ROC AUC, EER, TAR at FAR, threshold sweeps."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn import metrics as skm
+
+from .errors import FaceRegError
+
+
+class PairsFormatError(FaceRegError):
+    """A pairs file that is not in the expected format."""
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two image paths, whether they show the same person, and the fold they belong to."""
+
+    path1: Path
+    path2: Path
+    same: bool
+    fold: int
+
+
+def read_pairs_tsv(pairs_file: str | Path, images_dir: str | Path) -> list[Pair]:
+    """Read `path1<TAB>path2<TAB>same<TAB>fold` lines (paths relative to images_dir)."""
+    root = Path(images_dir)
+    pairs = []
+    for number, line in enumerate(Path(pairs_file).read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) != 4 or fields[2] not in {"0", "1"} or not fields[3].strip().isdigit():
+            raise PairsFormatError(
+                f"{pairs_file}:{number}: expected path1<TAB>path2<TAB>same(0/1)<TAB>fold(0-9), got {line!r}"
+            )
+        pairs.append(Pair(root / fields[0], root / fields[1], fields[2] == "1", int(fields[3])))
+    if not pairs:
+        raise PairsFormatError(f"{pairs_file} holds no pairs")
+    return pairs
+
+
+def read_lfw_pairs(lfw_dir: str | Path, pairs_name: str = "pairs.txt") -> list[Pair]:
+    """Read one of LFW's own pairs files (View 2 `pairs.txt` by default; View 1 files get fold 0)."""
+    root = Path(lfw_dir)
+    lines = (root / pairs_name).read_text().split("\n")
+    header = lines[0].split()
+    folds, per_fold = (int(header[0]), int(header[1])) if len(header) == 2 else (1, int(header[0]))
+
+    def image(name: str, n: str) -> Path:
+        return root / "images" / name / f"{name}_{int(n):04d}.jpg"
+
+    pairs = []
+    for line in lines[1:]:
+        fields = line.split()
+        if not fields:
+            continue
+        fold = len(pairs) // (2 * per_fold)
+        if len(fields) == 3:
+            pairs.append(Pair(image(fields[0], fields[1]), image(fields[0], fields[2]), True, fold))
+        elif len(fields) == 4:
+            pairs.append(Pair(image(fields[0], fields[1]), image(fields[2], fields[3]), False, fold))
+        else:
+            raise PairsFormatError(f"{root / pairs_name}: unexpected line {line!r}")
+    if len(pairs) != folds * 2 * per_fold:
+        raise PairsFormatError(f"{root / pairs_name}: expected {folds * 2 * per_fold} pairs, found {len(pairs)}")
+    return pairs
+
+
+def best_accuracy_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The threshold (score >= t means same) with the best accuracy on these pairs."""
+    order = np.argsort(scores)
+    s, y = scores[order], labels[order].astype(bool)
+    # Accepting everything from index i on: true accepts of positives at or above, rejects below.
+    positives_above = np.concatenate([np.cumsum(y[::-1])[::-1], [0]])
+    negatives_below = np.concatenate([[0], np.cumsum(~y)])
+    correct = positives_above + negatives_below
+    i = int(np.argmax(correct))
+    if i == 0:
+        return float(s[0])
+    if i == len(s):
+        return float(np.nextafter(s[-1], np.inf))
+    return float((s[i - 1] + s[i]) / 2)
+
+
+def tar_at_far(scores: np.ndarray, labels: np.ndarray, far: float) -> float:
+    """True-accept rate at the largest false-accept rate not above `far`."""
+    fpr, tpr, _ = skm.roc_curve(labels, scores)
+    return float(tpr[fpr <= far].max())
+
+
+def equal_error_rate(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The rate where false accepts equal false rejects (interpolated on the ROC curve)."""
+    fpr, tpr, _ = skm.roc_curve(labels, scores)
+    fnr = 1 - tpr
+    i = int(np.argmin(np.abs(fnr - fpr)))
+    return float((fpr[i] + fnr[i]) / 2)
+
+
+def kfold_accuracy(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray) -> tuple[float, float, list[float]]:
+    """Accuracy per fold with the threshold chosen on the other folds: mean, std and the list."""
+    accuracies = []
+    for k in np.unique(folds):
+        train, test = folds != k, folds == k
+        t = best_accuracy_threshold(scores[train], labels[train])
+        accuracies.append(float(np.mean((scores[test] >= t) == labels[test])))
+    return float(np.mean(accuracies)), float(np.std(accuracies)), accuracies
+
+
+def verification_report(
+    scores: np.ndarray, labels: np.ndarray, folds: np.ndarray | None = None, threshold: float | None = None
+) -> dict[str, float | int | list[float]]:
+    """Every verification metric FaceReg reports for scores where higher means 'same'."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels).astype(bool)
+    report: dict[str, float | int | list[float]] = {
+        "pairs": int(len(scores)),
+        "auc": float(skm.roc_auc_score(labels, scores)),
+        "eer": equal_error_rate(scores, labels),
+        "tar_at_far_1e-3": tar_at_far(scores, labels, 1e-3),
+        "tar_at_far_1e-2": tar_at_far(scores, labels, 1e-2),
+    }
+    if folds is not None and len(np.unique(folds)) > 1:
+        mean, std, per_fold = kfold_accuracy(scores, labels, np.asarray(folds))
+        report.update(accuracy_mean=mean, accuracy_std=std, accuracy_folds=per_fold)
+    if threshold is not None:
+        predicted = scores >= threshold
+        report.update(
+            threshold=float(threshold),
+            accuracy_at_threshold=float(np.mean(predicted == labels)),
+            precision=float(skm.precision_score(labels, predicted, zero_division=0)),
+            recall=float(skm.recall_score(labels, predicted, zero_division=0)),
+            f1=float(skm.f1_score(labels, predicted, zero_division=0)),
+        )
+    return report
+
+
+def threshold_sweep(scores: np.ndarray, labels: np.ndarray, target_far: float | None = None) -> float:
+    """The threshold with the best F1, or the lowest one whose false-accept rate is at most target_far."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels).astype(bool)
+    if target_far is not None:
+        fpr, _, thresholds = skm.roc_curve(labels, scores)
+        return float(thresholds[fpr <= target_far].min())
+    precision, recall, thresholds = skm.precision_recall_curve(labels, scores)
+    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
+    return float(thresholds[int(np.argmax(f1))])
+
+
+@dataclass
+class PairEmbeddings:
+    """Embeddings of both sides of a pair list, with labels, folds and the images without a face."""
+
+    a: np.ndarray
+    b: np.ndarray
+    labels: np.ndarray
+    folds: np.ndarray
+    images: int
+    no_face: list[str]
+
+
+def embed_pairs(verifier, pairs: list[Pair], progress=None, chunk: int = 64) -> PairEmbeddings:
+    """Detect, align and embed every image of a pair list once (no face: aligned from a central crop)."""
+    paths = sorted({p for pair in pairs for p in (pair.path1, pair.path2)})
+    embeddings, no_face = [], []
+    for start in range(0, len(paths), chunk):
+        part = paths[start : start + chunk]
+        vectors, found = verifier.embed(part, on_no_face="center")
+        embeddings.append(vectors)
+        no_face += [str(p) for p, f in zip(part, found) if f.faces_found == 0]
+        if progress is not None:
+            progress(min(start + chunk, len(paths)), len(paths))
+    table = np.concatenate(embeddings)
+    index = {p: i for i, p in enumerate(paths)}
+    return PairEmbeddings(
+        a=table[[index[p.path1] for p in pairs]],
+        b=table[[index[p.path2] for p in pairs]],
+        labels=np.array([p.same for p in pairs]),
+        folds=np.array([p.fold for p in pairs]),
+        images=len(paths),
+        no_face=no_face,
+    )
+
+
+def euclidean_scores(e: PairEmbeddings) -> np.ndarray:
+    """Negated Euclidean distances, so that higher means 'same' as for the head's scores."""
+    return -np.linalg.norm(e.a - e.b, axis=1)
+
+
+def evaluate_embeddings(verifier, e: PairEmbeddings, metric: str = "head") -> dict:
+    """The verification report of embedded pairs, scored by the model's head or by Euclidean distance."""
+    if metric == "head":
+        report = verification_report(verifier.score(e.a, e.b), e.labels, e.folds, verifier.threshold)
+    elif metric == "euclidean":
+        report = verification_report(euclidean_scores(e), e.labels, e.folds)
+    else:
+        raise ValueError(f"metric must be 'head' or 'euclidean', not {metric!r}")
+    report.update(
+        metric=metric,
+        images=e.images,
+        no_face=len(e.no_face),
+        no_face_policy="aligned from a central crop of the image (half its width and height)",
+    )
+    return report

@@ -1,0 +1,110 @@
+"""The networks of FaceReg: embedding backbones, the L1-distance layer and the Siamese model."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import keras
+import numpy as np
+
+from .errors import UnknownBackboneError
+
+CLASSIC_L2 = 1e-4  # weight of the L2 penalty on the first convolution (the original design names none)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What the pipeline must know about an embedding network: chip size and pixel scaling."""
+
+    name: str
+    input_size: int
+    pixel_scale: float  # network input = uint8 chip * pixel_scale
+    embedding_dim: int
+    pretrained: bool
+
+    def prepare(self, chips: np.ndarray) -> np.ndarray:
+        """Turn a batch of uint8 RGB chips into this network's float32 input."""
+        return chips.astype(np.float32) * np.float32(self.pixel_scale)
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "dlib_resnet": BackboneSpec("dlib_resnet", 150, 1.0, 128, pretrained=True),
+    "classic": BackboneSpec("classic", 100, 1.0 / 255.0, 4096, pretrained=False),
+}
+
+
+def backbone_spec(name: str) -> BackboneSpec:
+    """The spec of a backbone by name, or UnknownBackboneError listing the known ones."""
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        known = ", ".join(sorted(BACKBONES))
+        raise UnknownBackboneError(f"unknown backbone {name!r}; choose one of: {known}") from None
+
+
+def build_classic_embedding() -> keras.Model:
+    """The embedding network of the original design: 100x100x3 in [0, 1] -> 4096-d sigmoid."""
+    inputs = keras.Input((100, 100, 3), name="image")
+    x = keras.layers.Conv2D(
+        64, 10, activation="relu", kernel_regularizer=keras.regularizers.L2(CLASSIC_L2), name="conv1"
+    )(inputs)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.MaxPooling2D(2, name="pool1")(x)
+    x = keras.layers.Dropout(0.3, name="drop1")(x)
+    x = keras.layers.Conv2D(128, 3, activation="relu", name="conv2")(x)
+    x = keras.layers.MaxPooling2D(2, name="pool2")(x)
+    x = keras.layers.Dropout(0.3, name="drop2")(x)
+    x = keras.layers.Conv2D(128, 7, activation="relu", name="conv3")(x)
+    x = keras.layers.MaxPooling2D(2, name="pool3")(x)
+    x = keras.layers.Dropout(0.3, name="drop3")(x)
+    x = keras.layers.Conv2D(256, 4, activation="relu", name="conv4")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    outputs = keras.layers.Dense(4096, activation="sigmoid", name="embedding_dense")(x)
+    return keras.Model(inputs, outputs, name="embedding")
+
+
+def _build_dlib_resnet() -> keras.Model:
+    from .dlib_resnet import build_dlib_resnet
+
+    return build_dlib_resnet()
+
+
+_BUILDERS: dict[str, Callable[[], keras.Model]] = {
+    "classic": build_classic_embedding,
+    "dlib_resnet": _build_dlib_resnet,
+}
+
+
+def build_embedding(backbone: str) -> keras.Model:
+    """A fresh embedding network for a backbone (pretrained weights where it has them)."""
+    backbone_spec(backbone)
+    return _BUILDERS[backbone]()
+
+
+@keras.saving.register_keras_serializable(package="facereg")
+class L1Distance(keras.layers.Layer):
+    """Element-wise absolute difference of two embeddings: the Siamese distance layer."""
+
+    def call(self, inputs):
+        anchor, other = inputs
+        return keras.ops.abs(anchor - other)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
+def build_siamese(embedding: keras.Model, name: str = "siamese") -> keras.Model:
+    """Two inputs, one shared embedding, L1 distance and a Dense(1, sigmoid) similarity head."""
+    shape = tuple(embedding.input_shape[1:])
+    anchor = keras.Input(shape, name="anchor")
+    other = keras.Input(shape, name="other")
+    if embedding.name != "embedding":
+        embedding = keras.Model(embedding.inputs, embedding.outputs, name="embedding")
+    distance = L1Distance(name="l1_distance")([embedding(anchor), embedding(other)])
+    score = keras.layers.Dense(1, activation="sigmoid", name="head")(distance)
+    return keras.Model([anchor, other], score, name=name)
+
+
+def siamese_parts(model: keras.Model) -> tuple[keras.Model, keras.layers.Layer]:
+    """The shared embedding sub-model and the head layer of a Siamese model."""
+    return model.get_layer("embedding"), model.get_layer("head")
