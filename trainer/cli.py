@@ -1,0 +1,115 @@
+"""`python -m trainer`: verify two faces, evaluate on pair lists, rebuild the default head."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import FaceRegError
+
+
+def _load_verifier(args: argparse.Namespace):
+    from .verify import Verifier
+
+    return Verifier.from_dir(args.model) if args.model else Verifier.default()
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Verify two face images."""
+    result = _load_verifier(args).verify(args.image1, args.image2, threshold=args.threshold)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    verdict = "SAME person" if result["is_match"] else "DIFFERENT people"
+    print(f"{verdict}: score {result['score']:.4f} (threshold {result['threshold']:.4f}), "
+          f"{result['timing_ms']['total']:.0f} ms")
+    for warning in result["warnings"]:
+        print(f"warning: {warning}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate a model on a pairs file."""
+    from .evaluate import embed_pairs, evaluate_embeddings, read_lfw_pairs, read_pairs_tsv
+
+    if args.lfw:
+        pairs = read_lfw_pairs(args.lfw)
+    elif args.pairs and args.images:
+        pairs = read_pairs_tsv(args.pairs, args.images)
+    else:
+        raise FaceRegError("give --pairs PAIRS.tsv with --images DIR, or --lfw DIR")
+    verifier = _load_verifier(args)
+
+    def progress(done: int, total: int) -> None:
+        print(f"\rembedded {done}/{total} images", end="", file=sys.stderr, flush=True)
+
+    embedded = embed_pairs(verifier, pairs, progress=None if args.json else progress)
+    report = evaluate_embeddings(verifier, embedded, args.metric)
+    report.setdefault("accuracy_at_threshold", None)
+    report.setdefault("accuracy_mean", None)
+    report.setdefault("accuracy_std", None)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(file=sys.stderr)
+    print(f"pairs: {report['pairs']} ({len(set(embedded.folds.tolist()))} folds), scored by {args.metric}")
+    if report["accuracy_mean"] is not None:
+        print(f"accuracy (10-fold, threshold chosen on the other folds): "
+              f"{100 * report['accuracy_mean']:.2f} +/- {100 * report['accuracy_std']:.2f} %")
+    if report["accuracy_at_threshold"] is not None:
+        print(f"accuracy at the model's threshold {report['threshold']:.4f}: {100 * report['accuracy_at_threshold']:.2f} %")
+    print(f"ROC AUC {report['auc']:.5f}, EER {100 * report['eer']:.2f} %, "
+          f"TAR at FAR 1e-3 {100 * report['tar_at_far_1e-3']:.2f} %")
+    print(f"images without a detected face: {report['no_face']} of {report['images']} ({report['no_face_policy']})")
+    return 0
+
+
+def cmd_fit_default(args: argparse.Namespace) -> int:
+    """Retrain the embedded default head on LFW View 1."""
+    from .default_model import fit_default_head
+
+    fit_default_head(args.lfw, epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `python -m trainer`."""
+    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    verify = sub.add_parser("verify", help="are these two faces the same person?")
+    verify.add_argument("image1")
+    verify.add_argument("image2")
+    verify.add_argument("--threshold", type=float, help="decision threshold (default: the model's tuned one)")
+    verify.set_defaults(func=cmd_verify)
+
+    evaluate = sub.add_parser("evaluate", help="accuracy, ROC AUC, EER and TAR on a pairs file")
+    evaluate.add_argument("--pairs", type=Path, help="lines path1<TAB>path2<TAB>same(0/1)<TAB>fold(0-9)")
+    evaluate.add_argument("--images", type=Path, help="folder the pair paths are relative to")
+    evaluate.add_argument("--lfw", type=Path, help="LFW folder: evaluate on its View 2 pairs.txt")
+    evaluate.add_argument("--metric", choices=["head", "euclidean"], default="head",
+                          help="score pairs with the model's head (default) or plain Euclidean distance")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    fit = sub.add_parser("fit-default", help="retrain the embedded default head on LFW View 1 DevTrain")
+    fit.add_argument("--lfw", type=Path, required=True)
+    fit.add_argument("--epochs", type=int, default=300)
+    fit.add_argument("--learning-rate", type=float, default=0.05)
+    fit.add_argument("--seed", type=int, default=0)
+    fit.set_defaults(func=cmd_fit_default)
+
+    for command in (verify, evaluate):
+        command.add_argument("--model", type=Path, help="a FaceReg model folder (default: the embedded model)")
+        command.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; errors become one line on stderr and a non-zero exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FaceRegError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,118 @@
+"""The embedded default model: dlib's pretrained ResNet plus a small head trained on LFW View 1 DevTrain.
+
+The head's weights and threshold live in `default_model/head.json` (a few KB), written by
+`python -m trainer fit-default --lfw ../shared/data/lfw`, which runs `fit_default_head` below.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+
+from .evaluate import best_accuracy_threshold, read_lfw_pairs, verification_report
+from .head import fit_head
+from .model_io import ModelConfig
+from .networks import build_embedding, build_siamese, siamese_parts
+
+HEAD_FILE = Path(__file__).parent / "default_model" / "head.json"
+BACKBONE = "dlib_resnet"
+TRAINING_DATA = "LFW View 1 DevTrain (pairsDevTrain.txt)"
+REPRODUCE = "python -m trainer fit-default --lfw ../shared/data/lfw"
+
+
+def load_default_model(head_file: Path = HEAD_FILE) -> tuple[keras.Model, ModelConfig]:
+    """Build the default Siamese model and its config from the pretrained backbone and head.json."""
+    saved = json.loads(head_file.read_text())
+    model = build_siamese(build_embedding(saved["backbone"]))
+    _, head = siamese_parts(model)
+    head.set_weights([np.asarray(saved["kernel"], np.float32)[:, None], np.asarray([saved["bias"]], np.float32)])
+    config = ModelConfig(
+        backbone=saved["backbone"],
+        threshold=saved["threshold"],
+        flip=saved["flip"],
+        detector=saved["detector"],
+        metrics=saved["metrics"],
+        dataset=TRAINING_DATA,
+        source="embedded default",
+    )
+    return model, config
+
+
+def fit_default_head(
+    lfw_dir: str | Path,
+    out_file: Path = HEAD_FILE,
+    *,
+    epochs: int = 300,
+    learning_rate: float = 0.05,
+    seed: int = 0,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Train the default head on DevTrain pairs, keep test-time flip if it helps on DevTest, write head.json."""
+    from .verify import Verifier
+
+    train_pairs = read_lfw_pairs(lfw_dir, "pairsDevTrain.txt")
+    test_pairs = read_lfw_pairs(lfw_dir, "pairsDevTest.txt")
+    paths = sorted({p for pair in train_pairs + test_pairs for p in (pair.path1, pair.path2)})
+    embedding = build_embedding(BACKBONE)
+    detector = Verifier(build_siamese(embedding), ModelConfig(BACKBONE))
+    log(f"detecting and aligning {len(paths)} images")
+    found = [detector.detect(p, on_no_face="center") for p in paths]
+    chips = np.stack([f.chip for f in found])
+    index = {p: i for i, p in enumerate(paths)}
+    no_face = sum(f.faces_found == 0 for f in found)
+
+    def split(pairs, embeddings):
+        a = embeddings[[index[p.path1] for p in pairs]]
+        b = embeddings[[index[p.path2] for p in pairs]]
+        return a, b, np.array([p.same for p in pairs])
+
+    candidates = []
+    for flip in (False, True):
+        model = build_siamese(embedding)
+        verifier = Verifier(model, ModelConfig(BACKBONE, flip=flip))
+        embeddings = verifier.embed_chips(chips)
+        a, b, y = split(train_pairs, embeddings)
+        fit_head(model, a, b, y, epochs=epochs, batch_size=128, learning_rate=learning_rate, seed=seed, verbose=0)
+        threshold = best_accuracy_threshold(verifier.score(a, b), y)
+        ta, tb, ty = split(test_pairs, embeddings)
+        report = verification_report(verifier.score(ta, tb), ty, threshold=threshold)
+        log(f"flip={flip}: DevTest accuracy {report['accuracy_at_threshold']:.4f}, AUC {report['auc']:.5f}")
+        candidates.append((report["accuracy_at_threshold"], flip, model, threshold, report))
+    # Keep flip only if it is strictly better on DevTest: it doubles the embedding cost.
+    best = max(candidates, key=lambda c: (c[0], not c[1]))
+    _, flip, model, threshold, report = best
+    kernel, bias = siamese_parts(model)[1].get_weights()
+    saved = {
+        "backbone": BACKBONE,
+        "detector": "mtcnn",
+        "flip": flip,
+        "threshold": threshold,
+        "kernel": [round(float(v), 7) for v in kernel[:, 0]],
+        "bias": float(bias[0]),
+        "metrics": {
+            "evaluated_on": "LFW View 1 DevTest (pairsDevTest.txt), threshold chosen on DevTrain",
+            "accuracy": report["accuracy_at_threshold"],
+            "f1": report["f1"],
+            "precision": report["precision"],
+            "recall": report["recall"],
+            "roc_auc": report["auc"],
+            "eer": report["eer"],
+            "devtest_accuracy_without_flip": candidates[0][0],
+            "devtest_accuracy_with_flip": candidates[1][0],
+        },
+        "training": {
+            "data": TRAINING_DATA,
+            "images_without_detected_face": int(no_face),
+            "epochs": epochs,
+            "learning_rate": learning_rate,
+            "seed": seed,
+            "reproduce": REPRODUCE,
+        },
+    }
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_text(json.dumps(saved, indent=1) + "\n")
+    log(f"wrote {out_file}: flip={flip}, threshold={threshold:.4f}")
+    return saved

@@ -1,0 +1,230 @@
+"""Face verification with a FaceReg Siamese model: embed faces once, score pairs on batches."""
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .errors import NoFaceError
+from .faces import Face, FaceChip, align_face, extract_face
+from .images import load_image
+from .model_io import ModelConfig, load_model_dir
+from .networks import backbone_spec, siamese_parts
+
+BATCH_SIZE = 32
+NO_FACE_POLICIES = ("error", "center")
+
+
+def _name_of(source: Any, default: str) -> str:
+    return str(source) if isinstance(source, (str, Path)) else default
+
+
+def center_face(image: np.ndarray) -> Face:
+    """A stand-in face for images where detection fails: the central half of the image, no landmarks."""
+    h, w = image.shape[:2]
+    return Face(box=(w // 4, h // 4, w // 2, h // 2), landmarks=None, confidence=0.0)
+
+
+@dataclass
+class AnchorSet:
+    """Enrolled anchor faces: their embeddings, computed once, and what was skipped."""
+
+    embeddings: np.ndarray
+    names: list[str]
+    faces: list[Face]
+    skipped: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+class Verifier:
+    """A loaded FaceReg model: detect, align, embed and score faces through compiled TensorFlow functions."""
+
+    def __init__(self, model, config: ModelConfig) -> None:
+        import tensorflow as tf
+
+        self.model = model
+        self.config = config
+        self.spec = backbone_spec(config.backbone)
+        embedding, head = siamese_parts(model)
+        distance = model.get_layer("l1_distance")
+        size, dim = self.spec.input_size, self.spec.embedding_dim
+
+        @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
+        def embed(x):
+            if not config.flip:
+                return embedding(x, training=False)
+            both = embedding(tf.concat([x, tf.reverse(x, axis=[2])], axis=0), training=False)
+            plain, mirrored = tf.split(both, 2, axis=0)
+            return (plain + mirrored) / 2
+
+        @tf.function(input_signature=[tf.TensorSpec([None, dim], tf.float32)] * 2)
+        def score(a, b):
+            return tf.reshape(head(distance([a, b])), [-1])
+
+        self._embed_fn: Callable = embed
+        self._score_fn: Callable = score
+
+    @classmethod
+    def from_dir(cls, path: str | Path) -> "Verifier":
+        """Load a FaceReg model folder (model.keras + facereg.json)."""
+        return cls(*load_model_dir(path))
+
+    @classmethod
+    def from_hub(cls, repo_id: str, revision: str | None = None, token: str | None = None) -> "Verifier":
+        """Download a published FaceReg model through hub_tools and load it."""
+        from hub_tools import pull_model
+
+        verifier = cls.from_dir(pull_model(repo_id, revision=revision, token=token))
+        verifier.config.source = repo_id if revision is None else f"{repo_id}@{revision}"
+        return verifier
+
+    @classmethod
+    def default(cls) -> "Verifier":
+        """The embedded default model (pretrained backbone + the head trained on LFW View 1), loaded once."""
+        return _default_verifier()
+
+    @property
+    def threshold(self) -> float:
+        """The model's tuned decision threshold."""
+        return float(self.config.threshold)
+
+    def detect(self, image: Any, name: str = "image", on_no_face: str = "error") -> FaceChip:
+        """Decode an image and return its largest face, aligned to this backbone's chip size."""
+        if on_no_face not in NO_FACE_POLICIES:
+            raise ValueError(f"on_no_face must be one of {NO_FACE_POLICIES}, not {on_no_face!r}")
+        name = _name_of(image, name)
+        pixels = load_image(image, name=name)
+        try:
+            return extract_face(pixels, self.spec.input_size, detector=self.config.detector, name=name)
+        except NoFaceError:
+            if on_no_face == "error":
+                raise
+            face = center_face(pixels)
+            return FaceChip(chip=align_face(pixels, face, self.spec.input_size), face=face, faces_found=0)
+
+    def embed_chips(self, chips: np.ndarray) -> np.ndarray:
+        """Embeddings of a batch of aligned uint8 chips (N x S x S x 3), in batches of 32."""
+        chips = np.asarray(chips)
+        if len(chips) == 0:
+            return np.zeros((0, self.spec.embedding_dim), np.float32)
+        parts = [
+            self._embed_fn(self.spec.prepare(chips[i : i + BATCH_SIZE])).numpy()
+            for i in range(0, len(chips), BATCH_SIZE)
+        ]
+        return np.concatenate(parts)
+
+    def embed(self, images: Sequence[Any], on_no_face: str = "error") -> tuple[np.ndarray, list[FaceChip]]:
+        """Detect, align and embed a list of images: embeddings (N x D) and the face found in each."""
+        found = [self.detect(image, f"image {i + 1}", on_no_face) for i, image in enumerate(images)]
+        return self.embed_chips(np.stack([f.chip for f in found]) if found else np.zeros(0)), found
+
+    def score(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Similarity scores in [0, 1] of paired rows of two embedding batches."""
+        a = np.asarray(a, np.float32).reshape(-1, self.spec.embedding_dim)
+        b = np.asarray(b, np.float32).reshape(-1, self.spec.embedding_dim)
+        return self._score_fn(a, b).numpy()
+
+    def verify(self, img1: Any, img2: Any, threshold: float | None = None, return_chips: bool = False) -> dict:
+        """Are these two faces the same person? The original design's contract plus boxes and timing."""
+        threshold = self.threshold if threshold is None else float(threshold)
+        start = time.perf_counter()
+        found = [self.detect(img1, "image 1"), self.detect(img2, "image 2")]
+        detected = time.perf_counter()
+        embeddings = self.embed_chips(np.stack([f.chip for f in found]))
+        embedded = time.perf_counter()
+        score = float(self.score(embeddings[:1], embeddings[1:])[0])
+        done = time.perf_counter()
+        result = {
+            "is_match": score >= threshold,
+            "score": score,
+            "threshold": threshold,
+            "distance": float(np.linalg.norm(embeddings[0] - embeddings[1])),
+            "faces": [_face_info(f) for f in found],
+            "warnings": _warnings(found, [_name_of(img1, "image 1"), _name_of(img2, "image 2")]),
+            "backbone": self.config.backbone,
+            "timing_ms": {
+                "detect_align": 1000 * (detected - start),
+                "embed": 1000 * (embedded - detected),
+                "head": 1000 * (done - embedded),
+                "total": 1000 * (done - start),
+            },
+        }
+        if return_chips:
+            result["chips"] = [f.chip for f in found]
+        return result
+
+    def enroll(self, anchors: Sequence[Any]) -> AnchorSet:
+        """Embed anchor images once; images without a face are skipped and listed."""
+        chips, names, faces, skipped = [], [], [], []
+        for i, image in enumerate(anchors):
+            name = _name_of(image, f"anchor {i + 1}")
+            try:
+                found = self.detect(image, name)
+            except NoFaceError as exc:
+                skipped.append(str(exc))
+                continue
+            chips.append(found.chip)
+            names.append(name)
+            faces.append(found.face)
+        if not chips:
+            raise NoFaceError(f"none of the {len(anchors)} anchor images shows a face")
+        return AnchorSet(self.embed_chips(np.stack(chips)), names, faces, skipped)
+
+    def verify_against_anchors(
+        self,
+        probe: Any,
+        anchors: AnchorSet | Sequence[Any],
+        detection_threshold: float | None = None,
+        verification_threshold: float = 0.5,
+    ) -> dict:
+        """The original design's folder check: enough anchors must score above the detection threshold."""
+        detection_threshold = self.threshold if detection_threshold is None else float(detection_threshold)
+        start = time.perf_counter()
+        anchor_set = anchors if isinstance(anchors, AnchorSet) else self.enroll(anchors)
+        found = self.detect(probe, "probe")
+        probe_embedding = self.embed_chips(found.chip[None])
+        scores = self.score(np.repeat(probe_embedding, len(anchor_set), axis=0), anchor_set.embeddings)
+        detections = int(np.sum(scores > detection_threshold))
+        verification = detections / len(anchor_set)
+        return {
+            "is_match": verification > verification_threshold,
+            "verification": verification,
+            "detections": detections,
+            "anchors": len(anchor_set),
+            "scores": [{"anchor": n, "score": float(s)} for n, s in zip(anchor_set.names, scores)],
+            "detection_threshold": detection_threshold,
+            "verification_threshold": float(verification_threshold),
+            "skipped_anchors": anchor_set.skipped,
+            "probe_face": _face_info(found),
+            "warnings": _warnings([found], [_name_of(probe, "probe")]),
+            "timing_ms": {"total": 1000 * (time.perf_counter() - start)},
+        }
+
+
+def _face_info(found: FaceChip) -> dict:
+    return {
+        "box": [int(v) for v in found.face.box],
+        "confidence": float(found.face.confidence),
+        "faces_found": int(found.faces_found),
+    }
+
+
+def _warnings(found: Sequence[FaceChip], names: Sequence[str]) -> list[str]:
+    return [
+        f"{name}: {f.faces_found} faces found; used the largest"
+        for f, name in zip(found, names)
+        if f.faces_found > 1
+    ]
+
+
+@functools.lru_cache(maxsize=1)
+def _default_verifier() -> Verifier:
+    from .default_model import load_default_model
+
+    return Verifier(*load_default_model())
