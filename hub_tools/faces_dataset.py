@@ -1,0 +1,214 @@
+"""FaceReg datasets: push a folder of `anchor/`, `positive/`, `negative/` images, load one back with its schema.
+
+On the Hub a FaceReg dataset is an image folder that `datasets.load_dataset` reads as it is:
+`<label>/<sha256 of the bytes><ext>` for every image, and `metadata.jsonl` with one row per image
+(`file_name`, `label`, `person`, `session`). The content-hash names make pushing again incremental: the repo's
+file list says which images are already there, so only new ones are uploaded (no image is downloaded to compare),
+and the same image under the same label is never stored twice. Each push is one commit of the new images plus
+the updated `metadata.jsonl`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from huggingface_hub import CommitOperationAdd, DatasetCard, DatasetCardData, HfApi, hf_hub_download
+
+from hub_tools.auth import resolve_token
+from hub_tools.errors import DatasetSchemaError, HubError, RepoNotFoundError, hub_errors
+
+if TYPE_CHECKING:
+    import datasets
+
+LABELS = ("anchor", "positive", "negative")
+METADATA_FILE = "metadata.jsonl"
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+OPTIONAL_COLUMNS = ("person", "session")
+Progress = Callable[[float, str], Any]
+"""Called as progress(fraction_done, message); a `gradio.Progress` fits."""
+
+
+def faces_features() -> datasets.Features:
+    """The features of a FaceReg dataset."""
+    import datasets
+
+    return datasets.Features(
+        {
+            "image": datasets.Image(),
+            "label": datasets.ClassLabel(names=list(LABELS)),
+            "person": datasets.Value("string"),
+            "session": datasets.Value("string"),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class FaceFile:
+    """One image of a local FaceReg folder, with its label and optional person and session."""
+
+    path: Path
+    label: str
+    person: str | None
+    session: str | None
+
+    def repo_path(self) -> str:
+        """Its path in a dataset repo: label folder, content hash, original extension."""
+        digest = hashlib.sha256(self.path.read_bytes()).hexdigest()
+        return f"{self.label}/{digest}{self.path.suffix.lower()}"
+
+    def metadata(self, file_name: str) -> dict[str, str | None]:
+        """Its row of `metadata.jsonl`."""
+        return {"file_name": file_name, "label": self.label, "person": self.person, "session": self.session}
+
+
+def _read_metadata(path: Path) -> dict[str, dict[str, Any]]:
+    """Rows of a `metadata.jsonl` by file name."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {row["file_name"]: row for row in rows if "file_name" in row}
+
+
+def scan_folder(folder: str | Path, *, person: str | None = None, session: str | None = None) -> list[FaceFile]:
+    """The images of a local FaceReg folder; `metadata.jsonl` there, else `person`/`session`, give their columns."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise HubError(f"{root} is not a folder")
+    unknown = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in LABELS and not p.name.startswith("."))
+    if unknown:
+        raise DatasetSchemaError(
+            f"{root}: folder {unknown[0]!r} is not a label; images go in anchor/, positive/ or negative/", "label"
+        )
+    metadata = _read_metadata(root / METADATA_FILE) if (root / METADATA_FILE).is_file() else {}
+    files = []
+    for label in LABELS:
+        if not (root / label).is_dir():
+            continue
+        for path in sorted((root / label).iterdir()):
+            if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+                row = metadata.get(f"{label}/{path.name}", {})
+                files.append(FaceFile(path, label, row.get("person", person), row.get("session", session)))
+    if not files:
+        raise DatasetSchemaError(f"{root} has no images in anchor/, positive/ or negative/", "image")
+    return files
+
+
+def _dataset_card(repo_id: str) -> DatasetCard:
+    """The card of a new FaceReg dataset repo; its `configs` entry makes `load_dataset` give the FaceReg features."""
+    features = [
+        {"name": "image", "dtype": "image"},
+        {"name": "label", "dtype": {"class_label": {"names": dict(enumerate(LABELS))}}},
+        *({"name": column, "dtype": "string"} for column in OPTIONAL_COLUMNS),
+    ]
+    data_files = [{"split": "train", "path": [f"{label}/*" for label in LABELS] + [METADATA_FILE]}]
+    data = DatasetCardData(
+        tags=["facereg", "face-verification", "faces"],
+        task_categories=["image-classification"],
+        pretty_name=repo_id.split("/")[-1],
+        configs=[{"config_name": "default", "data_files": data_files, "features": features}],
+    )
+    body = (
+        "A FaceReg face-verification dataset: `anchor/` and `positive/` images show the enrolled person, `negative/`"
+        " images show others. Load it with `hub_tools.load_faces(repo_id)` or `datasets.load_dataset(repo_id)`."
+    )
+    return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n# {data.pretty_name}\n\n{body}\n")
+
+
+def push_dataset(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    private: bool = True,
+    token: str | None = None,
+    person: str | None = None,
+    session: str | None = None,
+    progress: Progress | None = None,
+) -> str:
+    """Add a local FaceReg folder's new images to a dataset repo (created private unless asked); return its URL."""
+    report = progress or (lambda fraction, message: None)
+    files = scan_folder(folder, person=person, session=session)
+    token = resolve_token(token, required=True, action="pushing a dataset")
+    with hub_errors(repo_id, token=token, repo_type="dataset"):
+        api = HfApi(token=token)
+        repo_url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        repo_id = repo_url.repo_id
+        existing = set(api.list_repo_files(repo_id, repo_type="dataset"))
+        report(0.1, f"hashing {len(files)} images")
+        rows = {}
+        if METADATA_FILE in existing:
+            rows = _read_metadata(Path(hf_hub_download(repo_id, METADATA_FILE, repo_type="dataset", token=token)))
+        new: dict[str, FaceFile] = {}
+        for face in files:
+            path = face.repo_path()
+            if path not in existing and path not in new:
+                new[path] = face
+        if not new:
+            report(1.0, "no new images")
+            return str(repo_url)
+        rows.update({path: face.metadata(path) for path, face in new.items()})
+        operations = [CommitOperationAdd(path, face.path) for path, face in new.items()]
+        metadata = "".join(json.dumps(row) + "\n" for row in rows.values()).encode()
+        operations.append(CommitOperationAdd(METADATA_FILE, metadata))
+        if "README.md" not in existing:
+            operations.append(CommitOperationAdd("README.md", str(_dataset_card(repo_id)).encode()))
+        report(0.3, f"uploading {len(new)} new images")
+        api.create_commit(
+            repo_id, operations, repo_type="dataset", commit_message=f"Add {len(new)} face images"
+        )
+    report(1.0, f"added {len(new)} new images")
+    return str(repo_url)
+
+
+def _conform(dataset: datasets.Dataset, source: str) -> datasets.Dataset:
+    """The dataset with exactly the FaceReg features; DatasetSchemaError names the first column that does not fit."""
+    import datasets
+
+    features = dataset.features
+    if not isinstance(features.get("image"), datasets.Image):
+        found = "no 'image' column" if "image" not in features else f"'image' is {features['image']}"
+        raise DatasetSchemaError(f"{source} is not a FaceReg dataset: {found}, need datasets.Image", "image")
+    label = features.get("label")
+    expected = f"labels {', '.join(LABELS)}"
+    if label is None:
+        raise DatasetSchemaError(f"{source} is not a FaceReg dataset: no 'label' column ({expected})", "label")
+    if isinstance(label, datasets.ClassLabel):
+        if sorted(label.names) != sorted(LABELS):
+            raise DatasetSchemaError(f"{source}: column 'label' has classes {label.names}, need {expected}", "label")
+        if label.names != list(LABELS):
+            dataset = dataset.align_labels_with_mapping({name: i for i, name in enumerate(LABELS)}, "label")
+    elif label == datasets.Value("string"):
+        unknown = sorted(set(dataset.unique("label")) - set(LABELS), key=str)
+        if unknown:
+            raise DatasetSchemaError(f"{source}: column 'label' holds {unknown[:3]}, need {expected}", "label")
+    else:
+        raise DatasetSchemaError(f"{source}: column 'label' is {label}, need {expected}", "label")
+    for column in OPTIONAL_COLUMNS:
+        if column not in features:
+            dataset = dataset.add_column(column, [None] * len(dataset))
+    return dataset.select_columns(list(faces_features())).cast(faces_features())
+
+
+def load_faces(repo_id_or_folder: str | Path, *, token: str | None = None, revision: str | None = None) -> datasets.Dataset:
+    """A FaceReg dataset (image, label, person, session) from a local folder or a dataset repo's train split."""
+    import datasets
+
+    folder = Path(repo_id_or_folder)
+    if folder.is_dir():
+        files = scan_folder(folder)
+        columns = {
+            "image": [str(face.path) for face in files],
+            "label": [face.label for face in files],
+            "person": [face.person for face in files],
+            "session": [face.session for face in files],
+        }
+        return datasets.Dataset.from_dict(columns, features=faces_features())
+    repo_id = str(repo_id_or_folder)
+    token = resolve_token(token, required=False)
+    with hub_errors(repo_id, token=token, repo_type="dataset"):
+        try:
+            dataset = datasets.load_dataset(repo_id, split="train", token=token, revision=revision)
+        except datasets.exceptions.DatasetNotFoundError as exc:
+            raise RepoNotFoundError(f"dataset repo {repo_id!r} not found (or not readable with this token)", repo_id) from exc
+    return _conform(dataset, f"dataset {repo_id!r}")
