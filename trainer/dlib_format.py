@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.errors import ModelFormatError
+from .errors import ModelFormatError
 
 _SPECIAL_EXPONENTS = {32000: math.inf, 32001: -math.inf, 32002: math.nan}
 _COMPUTATIONAL, _TAG_OR_SKIP, _INNERMOST = 2, 1, 3

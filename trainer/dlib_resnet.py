@@ -31,8 +31,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from trainer.dlib_format import DlibLayer, DlibNet, read_dlib_net
-from trainer.errors import ModelFormatError
+from .dlib_format import DlibLayer, DlibNet, read_dlib_net
+from .errors import ModelFormatError
 
 INPUT_SIZE = 150
 EMBEDDING_SIZE = 128
@@ -121,7 +121,8 @@ def _keras_weights(net: DlibNet, source: str) -> tuple[list[tuple[np.ndarray, np
             if not layers or layers[0].kind != "affine_":
                 raise ModelFormatError(f"{source}: a con_ layer is not followed by an affine_ layer")
             s = layer.settings
-            if s["padding_y"] != (s["nr"] // 2 if s["stride_y"] == 1 else 0) or s["stride_x"] != s["stride_y"]:
+            padding = s["nr"] // 2 if s["stride_y"] == 1 else 0
+            if (s["padding_y"], s["padding_x"], s["stride_x"]) != (padding, padding, s["stride_y"]):
                 raise ModelFormatError(f"{source}: a con_ layer with padding or strides dlib_resnet does not use")
             convs.append(_fold_affine(layer, layers.pop(0)))
         kinds.append(layer.kind)
