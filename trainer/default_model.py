@@ -12,7 +12,7 @@ from typing import Callable
 import keras
 import numpy as np
 
-from .evaluate import best_accuracy_threshold, read_lfw_pairs, verification_report
+from .evaluate import align_pair_images, best_accuracy_threshold, embed_pairs, read_lfw_pairs, verification_report
 from .head import fit_head
 from .model_io import ModelConfig
 from .networks import build_embedding, build_siamese, siamese_parts
@@ -55,30 +55,21 @@ def fit_default_head(
 
     train_pairs = read_lfw_pairs(lfw_dir, "pairsDevTrain.txt")
     test_pairs = read_lfw_pairs(lfw_dir, "pairsDevTest.txt")
-    paths = sorted({p for pair in train_pairs + test_pairs for p in (pair.path1, pair.path2)})
     embedding = build_embedding(BACKBONE)
     detector = Verifier(build_siamese(embedding), ModelConfig(BACKBONE))
-    log(f"detecting and aligning {len(paths)} images")
-    found = [detector.detect(p, on_no_face="center") for p in paths]
-    chips = np.stack([f.chip for f in found])
-    index = {p: i for i, p in enumerate(paths)}
-    no_face = sum(f.faces_found == 0 for f in found)
-
-    def split(pairs, embeddings):
-        a = embeddings[[index[p.path1] for p in pairs]]
-        b = embeddings[[index[p.path2] for p in pairs]]
-        return a, b, np.array([p.same for p in pairs])
+    log("detecting and aligning the View 1 images")
+    aligned = align_pair_images(detector, train_pairs + test_pairs)
 
     candidates = []
     for flip in (False, True):
         model = build_siamese(embedding)
         verifier = Verifier(model, ModelConfig(BACKBONE, flip=flip))
-        embeddings = verifier.embed_chips(chips)
-        a, b, y = split(train_pairs, embeddings)
-        fit_head(model, a, b, y, epochs=epochs, batch_size=128, learning_rate=learning_rate, seed=seed, verbose=0)
-        threshold = best_accuracy_threshold(verifier.score(a, b), y)
-        ta, tb, ty = split(test_pairs, embeddings)
-        report = verification_report(verifier.score(ta, tb), ty, threshold=threshold)
+        train = embed_pairs(verifier, train_pairs, aligned)
+        test = embed_pairs(verifier, test_pairs, aligned)
+        fit_head(model, train.a, train.b, train.labels, epochs=epochs, batch_size=128,
+                 learning_rate=learning_rate, seed=seed, verbose=0)
+        threshold = best_accuracy_threshold(verifier.score(train.a, train.b), train.labels)
+        report = verification_report(verifier.score(test.a, test.b), test.labels, threshold=threshold)
         log(f"flip={flip}: DevTest accuracy {report['accuracy_at_threshold']:.4f}, AUC {report['auc']:.5f}")
         candidates.append((report["accuracy_at_threshold"], flip, model, threshold, report))
     # Keep flip only if it is strictly better on DevTest: it doubles the embedding cost.
@@ -105,7 +96,7 @@ def fit_default_head(
         },
         "training": {
             "data": TRAINING_DATA,
-            "images_without_detected_face": int(no_face),
+            "images_without_detected_face": len(aligned.no_face),
             "epochs": epochs,
             "learning_rate": learning_rate,
             "seed": seed,

@@ -150,6 +150,15 @@ def threshold_sweep(scores: np.ndarray, labels: np.ndarray, target_far: float | 
 
 
 @dataclass
+class AlignedImages:
+    """Every image of a pair list once, aligned to face chips, and those where no face was found."""
+
+    paths: list[Path]
+    chips: np.ndarray
+    no_face: list[str]
+
+
+@dataclass
 class PairEmbeddings:
     """Embeddings of both sides of a pair list, with labels, folds and the images without a face."""
 
@@ -161,26 +170,30 @@ class PairEmbeddings:
     no_face: list[str]
 
 
-def embed_pairs(verifier, pairs: list[Pair], progress=None, chunk: int = 64) -> PairEmbeddings:
-    """Detect, align and embed every image of a pair list once (no face: aligned from a central crop)."""
+def align_pair_images(verifier, pairs: list[Pair], progress=None) -> AlignedImages:
+    """Detect and align every image of a pair list once (no face: aligned from a central crop)."""
     paths = sorted({p for pair in pairs for p in (pair.path1, pair.path2)})
-    embeddings, no_face = [], []
-    for start in range(0, len(paths), chunk):
-        part = paths[start : start + chunk]
-        vectors, found = verifier.embed(part, on_no_face="center")
-        embeddings.append(vectors)
-        no_face += [str(p) for p, f in zip(part, found) if f.faces_found == 0]
-        if progress is not None:
-            progress(min(start + chunk, len(paths)), len(paths))
-    table = np.concatenate(embeddings)
-    index = {p: i for i, p in enumerate(paths)}
+    found = []
+    for i, path in enumerate(paths, 1):
+        found.append(verifier.detect(path, on_no_face="center"))
+        if progress is not None and (i % 100 == 0 or i == len(paths)):
+            progress(i, len(paths))
+    no_face = [str(p) for p, f in zip(paths, found) if f.faces_found == 0]
+    return AlignedImages(paths, np.stack([f.chip for f in found]), no_face)
+
+
+def embed_pairs(verifier, pairs: list[Pair], aligned: AlignedImages | None = None, progress=None) -> PairEmbeddings:
+    """Embed both sides of every pair, aligning each image once unless `aligned` is given."""
+    aligned = aligned or align_pair_images(verifier, pairs, progress)
+    table = verifier.embed_chips(aligned.chips)
+    index = {p: i for i, p in enumerate(aligned.paths)}
     return PairEmbeddings(
         a=table[[index[p.path1] for p in pairs]],
         b=table[[index[p.path2] for p in pairs]],
         labels=np.array([p.same for p in pairs]),
         folds=np.array([p.fold for p in pairs]),
-        images=len(paths),
-        no_face=no_face,
+        images=len(aligned.paths),
+        no_face=aligned.no_face,
     )
 
 

@@ -99,7 +99,7 @@ def build_siamese(embedding: keras.Model, name: str = "siamese") -> keras.Model:
     anchor = keras.Input(shape, name="anchor")
     other = keras.Input(shape, name="other")
     if embedding.name != "embedding":
-        embedding = keras.Model(embedding.inputs, embedding.outputs, name="embedding")
+        embedding = keras.Model(embedding.input, embedding.output, name="embedding")
     distance = L1Distance(name="l1_distance")([embedding(anchor), embedding(other)])
     score = keras.layers.Dense(1, activation="sigmoid", name="head")(distance)
     return keras.Model([anchor, other], score, name=name)

@@ -1,0 +1,106 @@
+"""Verification speed and memory on this CPU, side by side with `face_recognition` on the same images.
+
+    python benchmarks/bench_speed.py [--pairs 10] [--repeats 3]
+
+Rows (medians): end to end for one pair from two image files (decode, detect, align, embed, head), the
+same for `face_recognition` (dlib HOG detector + 5-point landmarks + the same ResNet, `face_encodings` on
+both files and `face_distance`), embedding alone at batch 1 and 32, and, in fresh processes, the cold start
+from `python` to the first verification and that process's peak memory (max RSS).
+Needs `pip install -r requirements-bench.txt` and `pip install --no-deps face_recognition` for the peer.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from trainer.evaluate import read_lfw_pairs  # noqa: E402
+from trainer.verify import Verifier  # noqa: E402
+
+DEFAULT_LFW = Path(os.environ.get("FACEREG_LFW", ROOT.parent / "shared" / "data" / "lfw"))
+COLD_START = """
+import time, sys
+from trainer import Verifier
+Verifier.default().verify(sys.argv[1], sys.argv[2])
+"""
+
+
+def timed(fn, repeats: int) -> list[float]:
+    """Wall-clock milliseconds of `repeats` calls."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(1000 * (time.perf_counter() - start))
+    return times
+
+
+def cold_start(image1: Path, image2: Path) -> tuple[float, float]:
+    """Seconds from starting python to the first verification, and that process's peak RSS in MB."""
+    start = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-c", COLD_START, str(image1), str(image2)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    if status != 0:
+        raise RuntimeError("the cold-start process failed")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    """Run the benchmark and print a markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lfw", type=Path, default=DEFAULT_LFW)
+    parser.add_argument("--pairs", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    import face_recognition
+
+    pairs = [(p.path1, p.path2) for p in read_lfw_pairs(args.lfw)[:: 6000 // args.pairs]][: args.pairs]
+    verifier = Verifier.default()
+    verifier.verify(*pairs[0])  # compile once; cold start is measured separately below
+
+    def ours() -> None:
+        for a, b in pairs:
+            verifier.verify(a, b)
+
+    def theirs() -> None:
+        for a, b in pairs:
+            encodings = [face_recognition.face_encodings(face_recognition.load_image_file(p))[:1] for p in (a, b)]
+            if all(encodings):
+                face_recognition.face_distance(encodings[0], encodings[1][0])
+
+    ours_ms = [t / len(pairs) for t in timed(ours, args.repeats)]
+    theirs_ms = [t / len(pairs) for t in timed(theirs, args.repeats)]
+    chips = np.stack([verifier.detect(p).chip for p in {p for pair in pairs for p in pair}][:32])
+    chips = np.concatenate([chips] * (32 // len(chips) + 1))[:32]
+    verifier.embed_chips(chips)
+    batch1 = timed(lambda: verifier.embed_chips(chips[:1]), 20)
+    batch32 = timed(lambda: verifier.embed_chips(chips), 5)
+    colds = [cold_start(*pairs[0]) for _ in range(args.repeats)]
+
+    flip = " (with test-time flip: 2 forward passes per face)" if verifier.config.flip else ""
+    m = statistics.median
+    print(f"\n| measurement (median, {os.cpu_count()}-core CPU) | value |")
+    print("|---|---|")
+    print(f"| FaceReg end to end, one pair from two files{flip} | {m(ours_ms):.0f} ms |")
+    print(f"| face_recognition end to end, one pair (HOG + face_encodings x2 + face_distance) | {m(theirs_ms):.0f} ms |")
+    print(f"| speed-up of FaceReg over face_recognition | {m(theirs_ms) / m(ours_ms):.1f}x |")
+    print(f"| embedding alone, batch 1{flip} | {m(batch1):.1f} ms |")
+    print(f"| embedding alone, batch 32{flip} | {m(batch32):.0f} ms ({m(batch32) / 32:.1f} ms per face) |")
+    print(f"| cold start: `python` to first verification | {m([c[0] for c in colds]):.1f} s |")
+    print(f"| peak memory (max RSS) of that verification process | {m([c[1] for c in colds]):.0f} MB |")
+
+
+if __name__ == "__main__":
+    main()
