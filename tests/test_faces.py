@@ -1,0 +1,126 @@
+"""Face detection, alignment and extraction on real LFW faces with the real detectors."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import lfw_image
+from tests.test_images import exif_rotated_jpeg
+from trainer import faces
+from trainer.errors import MultipleFacesError, NoFaceError
+from trainer.faces import TEMPLATE, Face, align_face, extract_face, face_locations
+from trainer.images import load_image
+
+PEOPLE = ("Aaron_Eckhart", "AJ_Cook", "Abdullah_Gul", "Angelina_Jolie", "Ariel_Sharon", "Serena_Williams")
+
+
+@pytest.fixture(scope="module")
+def lfw_faces(lfw_dir: Path) -> list[np.ndarray]:
+    """Six LFW images, one face each (250 x 250, face near the centre)."""
+    return [load_image(lfw_image(name, 1)) for name in PEOPLE]
+
+
+def assert_plausible(face: Face) -> None:
+    """Landmarks inside the box; eyes (smaller x first) above the nose, the nose above the mouth."""
+    x, y, w, h = face.box
+    points = face.landmarks
+    assert points.shape == (5, 2) and points.dtype == np.float32
+    assert ((points >= [x, y]) & (points <= [x + w, y + h])).all()
+    left_eye, right_eye, nose, mouth_left, mouth_right = points
+    assert left_eye[0] < right_eye[0] and mouth_left[0] < mouth_right[0]
+    assert max(left_eye[1], right_eye[1]) < nose[1] < min(mouth_left[1], mouth_right[1])
+    assert face.confidence >= 0.9
+
+
+def test_mtcnn_finds_one_plausible_face_per_lfw_image(lfw_faces: list[np.ndarray]) -> None:
+    for image in lfw_faces:
+        found = face_locations(image)
+        assert len(found) == 1
+        x, y, w, h = found[0].box
+        assert abs(x + w / 2 - 125) < 25 and abs(y + h / 2 - 125) < 30 and 60 < w < 130
+        assert_plausible(found[0])
+
+
+def test_mtcnn_is_traced_once_for_all_image_sizes(lfw_faces: list[np.ndarray]) -> None:
+    for size in (160, 333, 500):
+        assert face_locations(cv2.resize(lfw_faces[0], (size, size)))
+    assert [stage._model.experimental_get_tracing_count() for stage in faces._mtcnn().stages] == [1, 1, 1]
+
+
+@pytest.mark.parametrize("size", [150, 100])
+def test_alignment_puts_the_landmarks_on_the_template(lfw_faces: list[np.ndarray], size: int) -> None:
+    for image in lfw_faces[:3]:
+        chip = align_face(image, face_locations(image)[0], size)
+        assert chip.shape == (size, size, 3) and chip.dtype == np.uint8
+        border = size // 2  # MTCNN needs some context around a tightly cropped face
+        framed = cv2.copyMakeBorder(chip, border, border, border, border, cv2.BORDER_CONSTANT)
+        found = face_locations(framed)[0].landmarks - border
+        error = np.abs(found - TEMPLATE * size)
+        assert error[:2].max() < 0.04 * size  # the eyes: within 6 px at 150, 4 px at 100
+        assert error.max() < 0.08 * size  # a similarity cannot fit every face's nose and mouth exactly
+
+
+def test_haar_finds_the_face_without_landmarks(lfw_faces: list[np.ndarray]) -> None:
+    image = lfw_faces[0]
+    found = face_locations(image, detector="haar")
+    assert len(found) == 1 and found[0].landmarks is None
+    (x, y, w, h), (mx, my, mw, mh) = found[0].box, face_locations(image)[0].box
+    assert abs((x + w / 2) - (mx + mw / 2)) < 15 and abs((y + h / 2) - (my + mh / 2)) < 25
+    chip = extract_face(image, 100, detector="haar")
+    assert chip.chip.shape == (100, 100, 3) and chip.face.landmarks is None
+
+
+def test_unknown_detector_and_policy_are_named() -> None:
+    image = np.zeros((50, 50, 3), np.uint8)
+    with pytest.raises(ValueError, match="'dlib'.*mtcnn, haar"):
+        face_locations(image, detector="dlib")
+    with pytest.raises(ValueError, match="'first'.*largest, error"):
+        extract_face(image, 150, on_multiple="first")
+
+
+def test_huge_image_is_detected_at_full_resolution(lfw_faces: list[np.ndarray]) -> None:
+    canvas = np.full((6000, 6000, 3), 200, np.uint8)
+    canvas[1000:3000, 3000:5000] = cv2.resize(lfw_faces[0], (2000, 2000), interpolation=cv2.INTER_CUBIC)
+    result = extract_face(canvas, 150)
+    x, y, w, h = result.face.box
+    assert 3000 < x and x + w < 5000 and 1000 < y and y + h < 3000 and w > 500
+    assert_plausible(result.face)
+    small = extract_face(lfw_faces[0], 150).chip
+    assert np.abs(result.chip.astype(int) - small).mean() < 12
+
+
+def test_exif_rotated_photo_is_found_upright(lfw_faces: list[np.ndarray]) -> None:
+    found = face_locations(load_image(exif_rotated_jpeg(lfw_faces[0])))
+    assert len(found) == 1
+    assert_plausible(found[0])
+
+
+def test_grayscale_pgm_and_webp_faces_are_found(lfw_faces: list[np.ndarray]) -> None:
+    for fmt, mode in (("PPM", "L"), ("WEBP", "RGB")):
+        buffer = io.BytesIO()
+        Image.fromarray(lfw_faces[1]).convert(mode).save(buffer, fmt)
+        assert_plausible(extract_face(load_image(buffer.getvalue()), 150).face)
+
+
+@pytest.mark.parametrize("detector", ["mtcnn", "haar"])
+def test_no_face_raises_naming_the_file(detector: str) -> None:
+    gradient = np.repeat(np.linspace(0, 255, 300, dtype=np.uint8)[None, :, None], 200, axis=0).repeat(3, axis=2)
+    noise = np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    for image in (gradient, noise):
+        with pytest.raises(NoFaceError, match="wall.png: no face found"):
+            extract_face(image, 150, detector=detector, name="wall.png")
+
+
+def test_several_faces_largest_policy_or_error(lfw_faces: list[np.ndarray]) -> None:
+    canvas = np.full((400, 650, 3), 255, np.uint8)
+    canvas[75:325, :250] = lfw_faces[0]
+    canvas[:, 250:] = cv2.resize(lfw_faces[1], (400, 400))
+    result = extract_face(canvas, 150)
+    assert result.faces_found == 2 and result.face.box[0] > 250
+    with pytest.raises(MultipleFacesError, match="group.jpg: 2 faces"):
+        extract_face(canvas, 150, name="group.jpg", on_multiple="error")

@@ -1,0 +1,164 @@
+"""Face detection (MTCNN or Haar cascade), 5-point alignment and face chips.
+
+Detection runs on a copy downscaled so that its longer side is at most `MAX_DETECT_SIDE` px (a 6000 x 6000
+photo detects as fast as a 1024 x 1024 one); boxes and landmarks are mapped back to full resolution, and
+alignment samples the full-resolution image.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from trainer.errors import MultipleFacesError, NoFaceError
+
+MAX_DETECT_SIDE = 1024
+BOX_MARGIN = 0.1  # Haar boxes (no landmarks) are widened by this fraction of their size on each side.
+ON_MULTIPLE = ("largest", "error")
+
+# ArcFace's 5-point template for 112 x 112 chips: left eye, right eye, nose, mouth left, mouth right.
+ARCFACE_TEMPLATE_112 = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float32,
+)
+
+
+def arcface_template(scale: float, shift: float) -> np.ndarray:
+    """ArcFace's template in [0, 1] chip coordinates, scaled about the chip centre and moved up by `shift`."""
+    return ((ARCFACE_TEMPLATE_112 / 112.0 - 0.5) * scale + 0.5 - np.array([0.0, shift], np.float32)).astype(np.float32)
+
+
+# Where the 5 landmarks go in a chip, in [0, 1] coordinates (multiply by the chip size).
+TEMPLATE = arcface_template(1.15, 24 / 150)
+
+
+@dataclass(frozen=True)
+class Face:
+    """A detected face: box (x, y, w, h) and (5, 2) landmarks in image pixels, and a confidence."""
+
+    box: tuple[int, int, int, int]
+    landmarks: np.ndarray | None
+    confidence: float
+
+
+@dataclass(frozen=True)
+class FaceChip:
+    """An aligned face chip, the face it came from, and how many faces the image held."""
+
+    chip: np.ndarray
+    face: Face
+    faces_found: int
+
+
+@functools.cache
+def _mtcnn():
+    """The process-wide MTCNN detector with its three networks compiled as tf.functions."""
+    import tensorflow as tf
+    from mtcnn import MTCNN
+
+    detector = MTCNN()
+    # mtcnn 1.x stages call `self._model(batch)`; eager Keras calls are ~3x slower than a compiled graph.
+    # Fixed input signatures (any batch; any size for PNet's pyramid levels) mean one trace per network.
+    for stage, side in zip(detector.stages, (None, 24, 48)):
+        model = stage._model
+        stage._model = tf.function(
+            lambda batch, model=model: model(batch, training=False),
+            input_signature=[tf.TensorSpec([None, side, side, 3], tf.float32)],
+        )
+    return detector
+
+
+@functools.cache
+def _haar() -> cv2.CascadeClassifier:
+    """The process-wide Haar cascade for frontal faces."""
+    return cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+
+
+def _detect_mtcnn(image: np.ndarray, min_confidence: float) -> list[Face]:
+    """MTCNN faces with landmarks (left eye, right eye, nose, mouth left, mouth right)."""
+    rows = _mtcnn().detect_faces(image.astype(np.float32), output_type="numpy", threshold_onet=min_confidence)
+    return [
+        Face(
+            box=tuple(int(round(v)) for v in row[1:5]),
+            landmarks=np.stack([row[6:11], row[11:16]], axis=1).astype(np.float32),
+            confidence=float(row[5]),
+        )
+        for row in rows
+    ]
+
+
+def _detect_haar(image: np.ndarray, min_confidence: float) -> list[Face]:
+    """Haar cascade faces: no landmarks, and confidence 1.0 (the cascade gives no calibrated score)."""
+    gray = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
+    boxes = _haar().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(30, 30))
+    return [Face(box=tuple(int(v) for v in box), landmarks=None, confidence=1.0) for box in boxes]
+
+
+DETECTORS: dict[str, Callable[[np.ndarray, float], list[Face]]] = {"mtcnn": _detect_mtcnn, "haar": _detect_haar}
+
+
+def face_locations(image: np.ndarray, detector: str = "mtcnn", min_confidence: float = 0.9) -> list[Face]:
+    """Faces in an H x W x 3 uint8 RGB image, largest first, in full-resolution pixels."""
+    if detector not in DETECTORS:
+        raise ValueError(f"unknown face detector {detector!r}; known detectors: {', '.join(DETECTORS)}")
+    height, width = image.shape[:2]
+    ratio = min(1.0, MAX_DETECT_SIDE / max(height, width))
+    small = image
+    if ratio < 1.0:
+        small = cv2.resize(image, (round(width * ratio), round(height * ratio)), interpolation=cv2.INTER_AREA)
+    scale = np.array([width / small.shape[1], height / small.shape[0]], np.float32)
+    faces = [_rescaled(face, scale) for face in DETECTORS[detector](small, min_confidence)]
+    return sorted(faces, key=lambda face: face.box[2] * face.box[3], reverse=True)
+
+
+def _rescaled(face: Face, scale: np.ndarray) -> Face:
+    """A face found on a downscaled copy, in the coordinates of the full image."""
+    if (scale == 1.0).all():
+        return face
+    x, y, w, h = face.box
+    sx, sy = scale
+    box = (round(x * sx), round(y * sy), round(w * sx), round(h * sy))
+    landmarks = None if face.landmarks is None else face.landmarks * scale
+    return Face(box=box, landmarks=landmarks, confidence=face.confidence)
+
+
+def align_face(image: np.ndarray, face: Face, size: int, template: np.ndarray = TEMPLATE) -> np.ndarray:
+    """A size x size chip: landmarks warped onto `template` by a similarity, or (no landmarks) the box with a margin."""
+    if face.landmarks is not None:
+        matrix, _ = cv2.estimateAffinePartial2D(face.landmarks, template * size, method=cv2.LMEDS)
+        if matrix is not None:
+            return _warp(image, matrix, size)
+    x, y, w, h = face.box
+    side = max(w, h) * (1.0 + 2.0 * BOX_MARGIN)
+    zoom = size / side
+    matrix = np.array(
+        [[zoom, 0.0, size / 2 - zoom * (x + w / 2)], [0.0, zoom, size / 2 - zoom * (y + h / 2)]], np.float64
+    )
+    return _warp(image, matrix, size)
+
+
+def _warp(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """Apply a 2 x 3 similarity; strong downscaling first shrinks the image with INTER_AREA to avoid aliasing."""
+    zoom = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    if zoom < 0.5:
+        image = cv2.resize(image, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_AREA)
+        matrix = np.hstack([matrix[:, :2] / zoom, matrix[:, 2:]])
+    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
+def extract_face(
+    image: np.ndarray, size: int, detector: str = "mtcnn", name: str | None = None, on_multiple: str = "largest"
+) -> FaceChip:
+    """Detect, pick (largest, or error on several) and align one face of an image into a size x size chip."""
+    if on_multiple not in ON_MULTIPLE:
+        raise ValueError(f"unknown on_multiple policy {on_multiple!r}; known policies: {', '.join(ON_MULTIPLE)}")
+    label = name or "<array>"
+    faces = face_locations(image, detector)
+    if not faces:
+        raise NoFaceError(f"{label}: no face found (detector {detector!r}); use a clear, frontal photo of one face")
+    if len(faces) > 1 and on_multiple == "error":
+        raise MultipleFacesError(f"{label}: {len(faces)} faces found where exactly one is required")
+    return FaceChip(chip=align_face(image, faces[0], size), face=faces[0], faces_found=len(faces))
