@@ -1,0 +1,49 @@
+"""`python -m space`: start the FaceReg app on 127.0.0.1:7860 with the embedded default model (or FACEREG_MODEL_REPO)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import threading
+
+import space  # noqa: F401  (applies FACEREG_HUB_ENDPOINT first)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options; the environment variables Gradio and Spaces use are the defaults."""
+    parser = argparse.ArgumentParser(prog="python -m space", description=__doc__)
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--capture-dir", help="where captures are saved (default: $FACEREG_CAPTURE_DIR or data/captures)")
+    parser.add_argument("--runs-dir", help="where trained models are written (default: $FACEREG_RUNS_DIR or runs)")
+    parser.add_argument("--no-warmup", action="store_true", help="load the model on the first request, not at start")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Build and launch the app; the model loads in the background so the first answer comes sooner."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("facereg").setLevel(logging.INFO)
+    from space.app import build_app, launch
+    from space.capture import CaptureStore
+    from space.state import ModelHolder
+
+    holder = ModelHolder()
+    demo = build_app(holder, CaptureStore(args.capture_dir), args.runs_dir)
+    if not args.no_warmup:
+        threading.Thread(target=_warm_up, args=(holder,), name="facereg-warmup", daemon=True).start()
+    launch(demo, server_name=args.host, server_port=args.port)
+
+
+def _warm_up(holder) -> None:
+    """Load the model now; a failure is logged and reported again on first use."""
+    try:
+        holder.warm_up()
+        logging.getLogger("facereg.space").info("model ready: %s", holder.source.describe())
+    except Exception as exc:  # noqa: BLE001 - reported to the user when an action needs the model
+        logging.getLogger("facereg.space").warning("model not loaded at start: %s", exc)
+
+
+if __name__ == "__main__":
+    main()

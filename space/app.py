@@ -1,0 +1,199 @@
+"""The FaceReg Gradio app: five tabs whose every action is also a named API endpoint.
+
+Run locally with `python -m space`; on a Hugging Face Space this file is the `app_file` and runs as a script.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script (a Space runs `python space/app.py`): make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import space  # noqa: E402,F401  (applies FACEREG_HUB_ENDPOINT before gradio imports huggingface_hub)
+import gradio as gr  # noqa: E402
+
+from space.actions import Actions  # noqa: E402
+from space.capture import CATEGORIES, CaptureStore  # noqa: E402
+from space.components import WEBCAM, face_image  # noqa: E402
+from space.state import ModelHolder  # noqa: E402
+
+RUNS_DIR_ENV = "FACEREG_RUNS_DIR"
+BACKBONE_CHOICES = ("dlib_resnet", "classic")  # trainer.networks.BACKBONES, without importing TensorFlow here
+INFERENCE = {"concurrency_id": "inference", "concurrency_limit": 4}
+
+
+def _selected_caption(evt: gr.SelectData) -> str | None:
+    """The caption (category/file) of the gallery image just selected."""
+    value = evt.value if isinstance(evt.value, dict) else {}
+    return value.get("caption")
+
+
+def _token_note() -> str:
+    """Where Hub actions get their token when the app runs outside a Space (never the token itself)."""
+    from huggingface_hub import get_token
+
+    found = "a token is available" if get_token() else "**no token found**: pushing and publishing will ask for one"
+    return f"Running locally: Hub actions use `HF_TOKEN` or your `hf auth login` ({found})."
+
+
+def build_app(
+    holder: ModelHolder | None = None, store: CaptureStore | None = None, runs_dir: str | Path | None = None
+) -> gr.Blocks:
+    """Build the Blocks app; nothing heavy happens here (the model loads on first use)."""
+    holder = holder or ModelHolder()
+    store = store or CaptureStore()
+    runs = Path(runs_dir or os.environ.get(RUNS_DIR_ENV, "") or "runs")
+    actions = Actions(holder, store, runs)
+    hint = holder.threshold_hint() or 0.5
+
+    with gr.Blocks(title="FaceReg") as demo:
+        with gr.Row(equal_height=True):
+            gr.Markdown("# FaceReg\nFace verification with a Siamese network.", elem_id="title")
+            if gr.utils.get_space():
+                gr.LoginButton(scale=0)
+            else:
+                gr.Markdown(_token_note(), elem_id="token-note")
+
+        with gr.Tabs():
+            with gr.Tab("Verify", id="verify"):
+                with gr.Row():
+                    image1 = face_image("Face 1", height=300, elem_id="face1")
+                    image2 = face_image("Face 2", height=300, elem_id="face2")
+                threshold = gr.Slider(0, 1, value=hint, step=0.001, label="Threshold",
+                                      info="Starts at the model's tuned threshold")
+                verify_button = gr.Button("Verify", variant="primary", elem_id="verify-button")
+                with gr.Row():
+                    chip1 = gr.Image(label="Aligned face 1", interactive=False, height=170, buttons=[])
+                    chip2 = gr.Image(label="Aligned face 2", interactive=False, height=170, buttons=[])
+                    with gr.Column():
+                        verdict = gr.Markdown(elem_id="verdict")
+                        score = gr.Number(label="Score", interactive=False, precision=4)
+                        elapsed = gr.Number(label="Time taken (ms)", interactive=False, precision=0)
+                with gr.Accordion("Details", open=False):
+                    details = gr.JSON(show_label=False)
+
+            with gr.Tab("Anchors", id="anchors"):
+                with gr.Row():
+                    with gr.Column():
+                        anchors = gr.File(label="Anchor images", file_count="multiple", file_types=["image"])
+                        anchor_cam = face_image("Add an anchor", height=240)
+                        add_anchor = gr.Button("Add to anchors")
+                    with gr.Column():
+                        probe = face_image("Probe", height=240)
+                        detection = gr.Slider(0, 1, value=hint, step=0.001, label="Detection threshold",
+                                              info="An anchor counts when its score is above this")
+                        verification = gr.Slider(0, 1, value=0.5, step=0.01, label="Verification threshold",
+                                                 info="Share of anchors that must count")
+                        anchors_button = gr.Button("Verify against anchors", variant="primary")
+                anchors_verdict = gr.Markdown()
+                anchor_scores = gr.Dataframe(headers=["anchor", "score", "counts"], interactive=False,
+                                             label="Per-anchor scores")
+                with gr.Accordion("Details", open=False):
+                    anchors_details = gr.JSON(show_label=False)
+
+            with gr.Tab("Capture", id="capture"):
+                with gr.Row():
+                    with gr.Column():
+                        category = gr.Radio(list(CATEGORIES), value="anchor", label="Category", elem_id="category")
+                        camera = gr.Image(label="Camera (press record to stream)", sources=["webcam"], streaming=True,
+                                          type="numpy", webcam_options=WEBCAM, height=300, elem_id="camera")
+                        with gr.Row():
+                            auto = gr.Checkbox(label="Automatic capture", elem_id="auto-capture")
+                            every_ms = gr.Number(value=500, minimum=100, precision=0, label="Every (ms)")
+                        capture_button = gr.Button("Capture now", variant="primary")
+                        capture_status = gr.Markdown(elem_id="capture-status")
+                        uploads = gr.File(label="Upload images (e.g. negatives)", file_count="multiple",
+                                          file_types=["image"])
+                        upload_button = gr.Button("Add uploads to the category")
+                    with gr.Column():
+                        counts = gr.Markdown(elem_id="capture-counts")
+                        gallery = gr.Gallery(label="Captures of the category", columns=5, height=330,
+                                             allow_preview=False, elem_id="captures")
+                        selected = gr.Textbox(label="Selected", interactive=False)
+                        delete_button = gr.Button("Delete selected", variant="stop")
+                        dataset_repo = gr.Textbox(label="Dataset repo", placeholder="your-name/faces")
+                        dataset_private = gr.Checkbox(value=True, label="Private")
+                        push_button = gr.Button("Push to Hub", variant="primary")
+                        push_result = gr.Markdown()
+
+            with gr.Tab("Train and publish", id="train"):
+                with gr.Row():
+                    train_dataset = gr.Textbox(label="Dataset repo",
+                                               placeholder="your-name/faces, or 'local' for this app's captures")
+                    backbone = gr.Dropdown(list(BACKBONE_CHOICES), value=BACKBONE_CHOICES[0], label="Backbone")
+                    epochs = gr.Number(value=5, minimum=1, maximum=500, precision=0, label="Epochs")
+                train_button = gr.Button("Train", variant="primary")
+                with gr.Row():
+                    metrics = gr.JSON(label="Metrics")
+                    roc = gr.Image(label="ROC", interactive=False, height=300)
+                    with gr.Column():
+                        tuned = gr.Number(label="Tuned threshold", interactive=False, precision=4)
+                        run_id = gr.Textbox(label="Run", interactive=False)
+                with gr.Row():
+                    model_repo = gr.Textbox(label="Model repo", placeholder="your-name/facereg")
+                    model_private = gr.Checkbox(value=False, label="Private")
+                publish_button = gr.Button("Publish", variant="primary")
+                publish_result = gr.Markdown()
+
+            with gr.Tab("Model", id="model"):
+                model_info = gr.JSON(label="Loaded model")
+                with gr.Row():
+                    load_repo = gr.Textbox(label="Model repo (blank: the embedded default)")
+                    load_revision = gr.Textbox(label="Revision (blank: main)")
+                with gr.Row():
+                    load_button = gr.Button("Load this model")
+                    refresh_button = gr.Button("Refresh")
+
+        verify_button.click(actions.verify, [image1, image2, threshold],
+                            [chip1, chip2, verdict, score, elapsed, details], api_name="verify", **INFERENCE)
+        add_anchor.click(actions.add_anchor, [anchors, anchor_cam], anchors, api_visibility="private")
+        anchors_button.click(actions.verify_anchors, [anchors, probe, detection, verification],
+                             [anchors_verdict, anchor_scores, anchors_details], api_name="verify_anchors", **INFERENCE)
+
+        overview = [counts, gallery]
+        camera.stream(actions.capture_frame, [camera, category, auto, every_ms], [capture_status, *overview],
+                      stream_every=0.2, time_limit=None, api_visibility="private", show_progress="hidden",
+                      trigger_mode="always_last", concurrency_limit=2)
+        capture_button.click(actions.capture_now, [category], [capture_status, *overview], api_visibility="private")
+        upload_button.click(actions.capture, [uploads, category], [capture_status, *overview], api_name="capture",
+                            **INFERENCE)
+        category.change(actions.overview, category, overview, api_visibility="private")
+        gallery.select(_selected_caption, None, selected, api_visibility="private")
+        delete_button.click(actions.delete_capture, [selected, category], [capture_status, selected, *overview],
+                            api_name="delete_capture")
+        push_button.click(actions.push_dataset, [dataset_repo, dataset_private], push_result,
+                          api_name="push_dataset").success(lambda repo: repo, dataset_repo, train_dataset,
+                                                           api_visibility="private")
+
+        train_button.click(actions.train, [train_dataset, backbone, epochs], [metrics, roc, tuned, run_id],
+                           api_name="train", concurrency_id="train", concurrency_limit=1)
+        publish_button.click(actions.publish, [run_id, model_repo, model_private],
+                             [publish_result, model_info, threshold], api_name="publish").success(
+            lambda t: t, threshold, detection, api_visibility="private")
+
+        load_button.click(actions.load_model, [load_repo, load_revision], [model_info, threshold],
+                          api_name="load_model").success(lambda t: t, threshold, detection, api_visibility="private")
+        refresh_button.click(actions.model_info, None, model_info, api_name="model_info")
+
+        demo.load(actions.overview, category, overview, api_visibility="private")
+        demo.load(actions.model_info, None, model_info, api_visibility="private").success(
+            lambda info: (info["threshold"],) * 2, model_info, [threshold, detection], api_visibility="private")
+        demo.unload(actions.forget_session)
+    demo.facereg_paths = [store.root, runs]  # what launch() must allow Gradio to serve
+    return demo
+
+
+def launch(demo: gr.Blocks, **kwargs) -> None:
+    """Launch the app, allowing Gradio to serve the capture and runs folders."""
+    paths = [str(Path(p).resolve()) for p in getattr(demo, "facereg_paths", [])]
+    for path in paths:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    demo.queue(default_concurrency_limit=2).launch(allowed_paths=paths, **kwargs)
+
+
+if __name__ == "__main__":
+    from space.__main__ import main
+
+    main()
