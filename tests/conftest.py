@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.hub_fixture"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LFW_DIR = Path(os.environ.get("FACEREG_LFW", REPO_ROOT.parent / "shared" / "data" / "lfw"))
 LFW_SKIP_REASON = (
