@@ -90,31 +90,43 @@ def _mask(text: str, token: str | None) -> str:
     return text.replace(token, "***") if token else text
 
 
+def repo_not_found(repo_id: str, *, token: str | None, repo_type: str = "model", endpoint: str | None = None) -> RepoNotFoundError:
+    """The RepoNotFoundError for a repo the Hub does not show, with what to check."""
+    hint = "check the name" + (" and that the token may read it" if token else f", or if it is private, {TOKEN_HELP}")
+    where = endpoint or constants.ENDPOINT
+    return RepoNotFoundError(f"{repo_type} repo {repo_id!r} not found at {where}: {hint}", repo_id)
+
+
 def translate(exc: BaseException, *, repo_id: str, token: str | None, repo_type: str = "model") -> HubError | None:
-    """The `HubError` that explains `exc`, or None when it is not a Hub error."""
-    kind = f"{repo_type} repo" if repo_type != "model" else "model repo"
-    for cause in _chain(exc):
+    """The `HubError` that explains `exc` (or an exception it was raised from), or None when none does."""
+    chain = list(_chain(exc))
+    for cause in chain:
         if isinstance(cause, (httpx2.TransportError, OfflineModeIsEnabled, ConnectionError)):
             return HubUnreachableError(_endpoint_of(cause), _mask(str(cause) or type(cause).__name__, token))
-    if isinstance(exc, RepositoryNotFoundError):
-        hint = "check the name" + (" and that the token may read it" if token else f", or if it is private, {TOKEN_HELP}")
-        return RepoNotFoundError(f"{kind} {repo_id!r} not found at {_endpoint_of(exc)}: {hint}", repo_id)
-    if isinstance(exc, RevisionNotFoundError):
-        return RepoNotFoundError(f"{kind} {repo_id!r} has no such revision at {_endpoint_of(exc)}", repo_id)
-    if isinstance(exc, HfHubHTTPError):
-        status = exc.response.status_code
-        if status in (401, 403):
-            if not token:
-                return MissingTokenError(f"access to {kind} {repo_id!r}")
-            return InvalidTokenError(
-                f"the Hub at {_endpoint_of(exc)} refused the token for {kind} {repo_id!r} (HTTP {status}): "
-                "check that it is valid and allowed to write there"
-            )
-        detail = exc.server_message or exc.response.reason_phrase
-        return HubError(_mask(f"the Hub at {_endpoint_of(exc)} answered HTTP {status} for {repo_id!r}: {detail}", token))
-    if isinstance(exc, HFValidationError):
-        return HubError(_mask(f"invalid repo id {repo_id!r}: {exc}", token))
+    for cause in chain:
+        if isinstance(cause, RepositoryNotFoundError):
+            return repo_not_found(repo_id, token=token, repo_type=repo_type, endpoint=_endpoint_of(cause))
+        if isinstance(cause, RevisionNotFoundError):
+            return RepoNotFoundError(f"{repo_type} repo {repo_id!r} has no such revision at {_endpoint_of(cause)}", repo_id)
+        if isinstance(cause, HfHubHTTPError):
+            return _http_error(cause, repo_id=repo_id, token=token, repo_type=repo_type)
+        if isinstance(cause, HFValidationError):
+            return HubError(_mask(f"invalid repo id {repo_id!r}: {cause}", token))
     return None
+
+
+def _http_error(exc: HfHubHTTPError, *, repo_id: str, token: str | None, repo_type: str) -> HubError:
+    """The `HubError` for an HTTP error answer of the Hub."""
+    status = exc.response.status_code
+    if status in (401, 403):
+        if not token:
+            return MissingTokenError(f"access to {repo_type} repo {repo_id!r}")
+        return InvalidTokenError(
+            f"the Hub at {_endpoint_of(exc)} refused the token for {repo_type} repo {repo_id!r} (HTTP {status}): "
+            "check that it is valid and allowed to write there"
+        )
+    detail = exc.server_message or exc.response.reason_phrase
+    return HubError(_mask(f"the Hub at {_endpoint_of(exc)} answered HTTP {status} for {repo_id!r}: {detail}", token))
 
 
 @contextmanager

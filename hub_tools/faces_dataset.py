@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from huggingface_hub import CommitOperationAdd, DatasetCard, DatasetCardData, HfApi, hf_hub_download
+from huggingface_hub import CommitOperationAdd, DatasetCard, DatasetCardData, HfApi, constants, hf_hub_download
 
 from hub_tools.auth import resolve_token
-from hub_tools.errors import DatasetSchemaError, HubError, RepoNotFoundError, hub_errors
+from hub_tools.errors import DatasetSchemaError, HubError, hub_errors, repo_not_found, translate
 
 if TYPE_CHECKING:
     import datasets
@@ -187,7 +187,8 @@ def _conform(dataset: datasets.Dataset, source: str) -> datasets.Dataset:
     for column in OPTIONAL_COLUMNS:
         if column not in features:
             dataset = dataset.add_column(column, [None] * len(dataset))
-    return dataset.select_columns(list(faces_features())).cast(faces_features())
+    dataset = dataset.select_columns(list(faces_features()))
+    return dataset if dataset.features == faces_features() else dataset.cast(faces_features())
 
 
 def load_faces(repo_id_or_folder: str | Path, *, token: str | None = None, revision: str | None = None) -> datasets.Dataset:
@@ -207,8 +208,11 @@ def load_faces(repo_id_or_folder: str | Path, *, token: str | None = None, revis
     repo_id = str(repo_id_or_folder)
     token = resolve_token(token, required=False)
     with hub_errors(repo_id, token=token, repo_type="dataset"):
+        if not constants.HF_HUB_OFFLINE:  # pin the commit, and fail fast with a precise error
+            revision = HfApi(token=token).dataset_info(repo_id, revision=revision).sha
         try:
             dataset = datasets.load_dataset(repo_id, split="train", token=token, revision=revision)
         except datasets.exceptions.DatasetNotFoundError as exc:
-            raise RepoNotFoundError(f"dataset repo {repo_id!r} not found (or not readable with this token)", repo_id) from exc
+            error = translate(exc, repo_id=repo_id, token=token, repo_type="dataset")
+            raise error or repo_not_found(repo_id, token=token, repo_type="dataset") from exc
     return _conform(dataset, f"dataset {repo_id!r}")

@@ -1,8 +1,9 @@
 """FaceReg model repos: validate a model folder, write its model card, push it, pull it, read its card.
 
 A FaceReg model folder holds `model.keras`, `facereg.json` (threshold, backbone, input size, metrics) and a
-`README.md` model card. The threshold stays in `facereg.json`: Keras' own `hf://` saving rewrites `config.json`
-and `README.md`, so nothing FaceReg needs may live there.
+`README.md` model card (built from `facereg.json` on push when the folder has none). The threshold stays in
+`facereg.json`: Keras' own `hf://` saving rewrites `config.json` and `README.md`, so nothing FaceReg needs
+may live there.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, snapshot_download
+from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData, snapshot_download
 
 from hub_tools.auth import resolve_token
 from hub_tools.errors import ModelFolderError, hub_errors
@@ -112,6 +113,16 @@ def build_model_card(config: dict[str, Any], repo_id: str) -> ModelCard:
     )
 
 
+def _folder_operations(folder: Path) -> list[CommitOperationAdd]:
+    """An upload of every file in the folder but hidden ones (.git, .cache, ...)."""
+    files = (path for path in sorted(folder.rglob("*")) if path.is_file())
+    return [
+        CommitOperationAdd(path.relative_to(folder).as_posix(), path)
+        for path in files
+        if not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    ]
+
+
 def push_model(
     model_dir: str | Path,
     repo_id: str,
@@ -120,18 +131,20 @@ def push_model(
     token: str | None = None,
     commit_message: str | None = None,
 ) -> str:
-    """Publish a FaceReg model folder to a model repo (writing README.md first when absent); return the repo URL."""
+    """Publish a FaceReg model folder in one commit (with a model card built when it has none); return the repo URL."""
     folder = Path(model_dir)
     config = read_config(folder)
     token = resolve_token(token, required=True, action="pushing a model")
-    if not (folder / CARD_FILE).is_file():
-        build_model_card(config, repo_id).save(folder / CARD_FILE)
+    operations = _folder_operations(folder)
     with hub_errors(repo_id, token=token):
         api = HfApi(token=token)
         repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
-        api.upload_folder(
-            repo_id=repo_url.repo_id,
-            folder_path=folder,
+        if not (folder / CARD_FILE).is_file():
+            card = build_model_card(config, repo_url.repo_id)
+            operations.append(CommitOperationAdd(CARD_FILE, str(card).encode()))
+        api.create_commit(
+            repo_url.repo_id,
+            operations,
             commit_message=commit_message or f"Upload FaceReg model ({config['backbone']})",
         )
     return str(repo_url)
