@@ -1,4 +1,5 @@
-"""`python -m trainer`: verify two faces, evaluate on pair lists, rebuild the default head."""
+"""`python -m trainer`: verify two faces, evaluate on pair lists, rebuild the default head, fine-tune on a dataset,
+collect faces from a camera or video."""
 from __future__ import annotations
 
 import argparse
@@ -73,6 +74,39 @@ def cmd_fit_default(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Fine-tune a Siamese model on a FaceReg dataset and write (and push) the model folder."""
+    from hub_tools import HubError
+
+    from .train import train
+
+    try:
+        result = train(args.dataset, args.backbone, args.epochs, args.output, push_to=args.push_to,
+                       resume=args.resume, token=args.token, seed=args.seed, unfreeze=args.unfreeze,
+                       target_far=args.target_far, checkpoint_every=args.checkpoint_every,
+                       learning_rate=args.learning_rate, private=not args.public, cache_dir=args.cache_dir)
+    except HubError as exc:
+        raise FaceRegError(str(exc)) from exc
+    m = result.metrics
+    print(f"wrote {result.output}: threshold {result.threshold:.4f}; validation ({m['pairs']} pairs) F1 {m['f1']:.4f}, "
+          f"accuracy {m['accuracy_at_threshold']:.4f}, ROC AUC {m['auc']:.4f}, EER {100 * m['eer']:.2f} %")
+    if result.no_face or result.corrupt:
+        print(f"skipped {len(result.no_face)} images without a face and {len(result.corrupt)} unreadable images")
+    if result.url:
+        print(f"pushed to {result.url}")
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    """Save face crops from a camera or video file into a dataset folder."""
+    from .collect import collect
+
+    result = collect(args.source, args.label, args.out, every=args.every, max_faces=args.max, progress=print)
+    print(f"saved {len(result.saved)} faces into {Path(args.out) / args.label} "
+          f"({result.frames} frames sampled, {result.no_face} without a face)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `python -m trainer`."""
     parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
@@ -98,6 +132,32 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--learning-rate", type=float, default=0.05)
     fit.add_argument("--seed", type=int, default=0)
     fit.set_defaults(func=cmd_fit_default)
+
+    train = sub.add_parser("train", help="fine-tune on a dataset of anchor/positive/negative faces, tune the threshold")
+    train.add_argument("--dataset", required=True, help="a Hub dataset repo id, or a folder with anchor/ positive/ negative/")
+    train.add_argument("--backbone", required=True, help="dlib_resnet (pretrained; head only) or classic (from scratch)")
+    train.add_argument("--epochs", type=int, required=True)
+    train.add_argument("--output", type=Path, required=True, help="the FaceReg model folder to write")
+    train.add_argument("--push-to", metavar="REPO", help="publish the model folder to this model repo at the end")
+    train.add_argument("--public", action="store_true", help="make the pushed repo public (default: private)")
+    train.add_argument("--token", help="Hugging Face token (default: HF_TOKEN or the stored login)")
+    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint of an interrupted run")
+    train.add_argument("--unfreeze", type=int, default=0, metavar="K",
+                       help="dlib_resnet: also fine-tune the last K residual blocks")
+    train.add_argument("--target-far", type=float, help="threshold for this false-accept rate (default: best F1)")
+    train.add_argument("--checkpoint-every", type=int, default=10, metavar="EPOCHS")
+    train.add_argument("--learning-rate", type=float, help="initial Adam learning rate (default: per mode)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--cache-dir", type=Path, help="face cache (default: $FACEREG_CACHE or ~/.cache/facereg/faces)")
+    train.set_defaults(func=cmd_train)
+
+    collect = sub.add_parser("collect", help="save face crops from a camera or a video file into a dataset folder")
+    collect.add_argument("--source", required=True, help="a camera index (0) or a video file")
+    collect.add_argument("--label", required=True, choices=["anchor", "positive", "negative"])
+    collect.add_argument("--out", type=Path, required=True, help="the dataset folder (images go in OUT/LABEL/)")
+    collect.add_argument("--every", type=float, default=1.0, metavar="SECONDS", help="sample a frame this often")
+    collect.add_argument("--max", type=int, metavar="N", help="stop after N faces")
+    collect.set_defaults(func=cmd_collect)
 
     for command in (verify, evaluate):
         command.add_argument("--model", type=Path, help="a FaceReg model folder (default: the embedded model)")
