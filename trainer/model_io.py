@@ -80,4 +80,6 @@ def load_model_dir(path: str | Path) -> tuple[keras.Model, ModelConfig]:
     if not file.is_file():
         raise ModelFormatError(f"{path} is not a FaceReg model folder: {MODEL_FILE} is missing")
     config.source = str(path)
+    from . import dlib_resnet  # noqa: F401  (registers its custom layers, which model.keras may use)
+
     return keras.saving.load_model(file), config
