@@ -90,7 +90,9 @@ def _mask(text: str, token: str | None) -> str:
     return text.replace(token, "***") if token else text
 
 
-def repo_not_found(repo_id: str, *, token: str | None, repo_type: str = "model", endpoint: str | None = None) -> RepoNotFoundError:
+def repo_not_found(
+    repo_id: str, *, token: str | None, repo_type: str = "model", endpoint: str | None = None
+) -> RepoNotFoundError:
     """The RepoNotFoundError for a repo the Hub does not show, with what to check."""
     hint = "check the name" + (" and that the token may read it" if token else f", or if it is private, {TOKEN_HELP}")
     where = endpoint or constants.ENDPOINT
@@ -107,7 +109,8 @@ def translate(exc: BaseException, *, repo_id: str, token: str | None, repo_type:
         if isinstance(cause, RepositoryNotFoundError):
             return repo_not_found(repo_id, token=token, repo_type=repo_type, endpoint=_endpoint_of(cause))
         if isinstance(cause, RevisionNotFoundError):
-            return RepoNotFoundError(f"{repo_type} repo {repo_id!r} has no such revision at {_endpoint_of(cause)}", repo_id)
+            where = _endpoint_of(cause)
+            return RepoNotFoundError(f"{repo_type} repo {repo_id!r} has no such revision at {where}", repo_id)
         if isinstance(cause, HfHubHTTPError):
             return _http_error(cause, repo_id=repo_id, token=token, repo_type=repo_type)
         if isinstance(cause, HFValidationError):

@@ -76,7 +76,8 @@ def scan_folder(folder: str | Path, *, person: str | None = None, session: str |
     root = Path(folder)
     if not root.is_dir():
         raise HubError(f"{root} is not a folder")
-    unknown = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in LABELS and not p.name.startswith("."))
+    folders = (path.name for path in root.iterdir() if path.is_dir() and not path.name.startswith("."))
+    unknown = sorted(name for name in folders if name not in LABELS)
     if unknown:
         raise DatasetSchemaError(
             f"{root}: folder {unknown[0]!r} is not a label; images go in anchor/, positive/ or negative/", "label"
@@ -134,19 +135,17 @@ def push_dataset(
         api = HfApi(token=token)
         repo_url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         repo_id = repo_url.repo_id
-        existing = set(api.list_repo_files(repo_id, repo_type="dataset"))
+        head = api.dataset_info(repo_id).sha  # every read and the commit below work on this one revision
+        existing = set(api.list_repo_files(repo_id, repo_type="dataset", revision=head))
         report(0.1, f"hashing {len(files)} images")
-        rows = {}
-        if METADATA_FILE in existing:
-            rows = _read_metadata(Path(hf_hub_download(repo_id, METADATA_FILE, repo_type="dataset", token=token)))
-        new: dict[str, FaceFile] = {}
-        for face in files:
-            path = face.repo_path()
-            if path not in existing and path not in new:
-                new[path] = face
+        new = {path: face for face in files if (path := face.repo_path()) not in existing}
         if not new:
             report(1.0, "no new images")
             return str(repo_url)
+        rows = {}
+        if METADATA_FILE in existing:
+            downloaded = hf_hub_download(repo_id, METADATA_FILE, repo_type="dataset", revision=head, token=token)
+            rows = _read_metadata(Path(downloaded))
         rows.update({path: face.metadata(path) for path, face in new.items()})
         operations = [CommitOperationAdd(path, face.path) for path, face in new.items()]
         metadata = "".join(json.dumps(row) + "\n" for row in rows.values()).encode()
@@ -155,7 +154,11 @@ def push_dataset(
             operations.append(CommitOperationAdd("README.md", str(_dataset_card(repo_id)).encode()))
         report(0.3, f"uploading {len(new)} new images")
         api.create_commit(
-            repo_id, operations, repo_type="dataset", commit_message=f"Add {len(new)} face images"
+            repo_id,
+            operations,
+            repo_type="dataset",
+            commit_message=f"Add {len(new)} face images",
+            parent_commit=head,  # a concurrent push fails instead of losing metadata rows
         )
     report(1.0, f"added {len(new)} new images")
     return str(repo_url)
@@ -191,7 +194,9 @@ def _conform(dataset: datasets.Dataset, source: str) -> datasets.Dataset:
     return dataset if dataset.features == faces_features() else dataset.cast(faces_features())
 
 
-def load_faces(repo_id_or_folder: str | Path, *, token: str | None = None, revision: str | None = None) -> datasets.Dataset:
+def load_faces(
+    repo_id_or_folder: str | Path, *, token: str | None = None, revision: str | None = None
+) -> datasets.Dataset:
     """A FaceReg dataset (image, label, person, session) from a local folder or a dataset repo's train split."""
     import datasets
 

@@ -120,7 +120,8 @@ def test_metadata_travels_with_a_downloaded_dataset(faces, hub_server, hub_repo_
 def test_wrong_schema_names_the_column(hub_server, hub_repo_id: str) -> None:
     api = HfApi(token=hub_server.token)
     api.create_repo(hub_repo_id, repo_type="dataset")
-    api.upload_file(path_or_fileobj=b"text,label\nhello,1\n", path_in_repo="data.csv", repo_id=hub_repo_id, repo_type="dataset")
+    csv = b"text,label\nhello,1\n"
+    api.upload_file(path_or_fileobj=csv, path_in_repo="data.csv", repo_id=hub_repo_id, repo_type="dataset")
     with pytest.raises(DatasetSchemaError, match="'image'") as caught:
         hub_tools.load_faces(hub_repo_id, token=hub_server.token)
     assert caught.value.column == "image"

@@ -112,7 +112,7 @@ def test_pull_into_a_folder_at_a_revision(model_dir: Path, hub_server, hub_repo_
         ({"facereg.json": "{not json"}, "JSON"),
     ],
 )
-def test_invalid_model_folder_is_refused_before_pushing(model_dir: Path, tmp_path: Path, broken: dict, named: str) -> None:
+def test_invalid_model_folder_is_refused(model_dir: Path, tmp_path: Path, broken: dict, named: str) -> None:
     for name in ("model.keras", "facereg.json"):
         (tmp_path / name).write_bytes((model_dir / name).read_bytes())
     for name, content in broken.items():
@@ -138,7 +138,7 @@ def test_missing_token_says_how_to_provide_one(model_dir: Path, hub_repo_id: str
     assert "--token" in str(caught.value) and "hf auth login" in str(caught.value)
 
 
-def test_token_from_hf_token_env(model_dir: Path, hub_server, hub_repo_id: str, no_stored_token: None, monkeypatch) -> None:
+def test_token_from_hf_token_env(model_dir: Path, hub_server, hub_repo_id: str, no_stored_token, monkeypatch) -> None:
     monkeypatch.setenv("HF_TOKEN", hub_server.token)
     hub_tools.push_model(model_dir, hub_repo_id)
     assert (hub_tools.pull_model(hub_repo_id) / "model.keras").is_file()
@@ -157,7 +157,7 @@ def test_repo_not_found_names_the_repo(hub_server, hub_repo_id: str) -> None:
     assert_secret_free(caught.value, hub_server.token)
 
 
-def test_private_repo_without_token_is_not_found(model_dir: Path, hub_server, hub_repo_id: str, no_stored_token) -> None:
+def test_private_repo_needs_a_token(model_dir: Path, hub_server, hub_repo_id: str, no_stored_token) -> None:
     hub_tools.push_model(model_dir, hub_repo_id, token=hub_server.token, private=True)
     with pytest.raises((RepoNotFoundError, MissingTokenError), match=hub_repo_id):
         hub_tools.pull_model(hub_repo_id)
