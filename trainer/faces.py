@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import cv2
 import numpy as np
 
 from trainer.errors import MultipleFacesError, NoFaceError
+
+if TYPE_CHECKING:
+    from mtcnn import MTCNN
 
 MAX_DETECT_SIDE = 1024
 BOX_MARGIN = 0.1  # Haar boxes (no landmarks) are widened by this fraction of their size on each side.
@@ -54,7 +57,7 @@ class FaceChip:
 
 
 @functools.cache
-def _mtcnn():
+def _mtcnn() -> MTCNN:
     """The process-wide MTCNN detector with its three networks compiled as tf.functions."""
     import tensorflow as tf
     from mtcnn import MTCNN
@@ -67,6 +70,7 @@ def _mtcnn():
         stage._model = tf.function(
             lambda batch, model=model: model(batch, training=False),
             input_signature=[tf.TensorSpec([None, side, side, 3], tf.float32)],
+            autograph=False,
         )
     return detector
 
