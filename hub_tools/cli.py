@@ -96,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except HubError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (HubError, OSError) as exc:  # HubError messages are user-facing and never hold a token
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

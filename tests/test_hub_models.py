@@ -6,9 +6,11 @@ import socket
 import traceback
 from pathlib import Path
 
+import httpx2
 import numpy as np
 import pytest
 from huggingface_hub import HfApi, constants, snapshot_download
+from huggingface_hub.utils import hf_raise_for_status
 
 import hub_tools
 from hub_tools import (
@@ -161,6 +163,16 @@ def test_private_repo_needs_a_token(model_dir: Path, hub_server, hub_repo_id: st
     hub_tools.push_model(model_dir, hub_repo_id, token=hub_server.token, private=True)
     with pytest.raises((RepoNotFoundError, MissingTokenError), match=hub_repo_id):
         hub_tools.pull_model(hub_repo_id)
+
+
+def test_server_text_is_masked_and_kept_on_one_line() -> None:
+    request = httpx2.Request("POST", "http://127.0.0.1:1/api/repos/create")
+    response = httpx2.Response(500, request=request, headers={"X-Error-Message": f"boom\n{WRONG_TOKEN} rejected"})
+    with pytest.raises(hub_tools.HubError, match="HTTP 500") as caught:
+        with hub_errors("someone/model", token=WRONG_TOKEN):
+            hf_raise_for_status(response)
+    assert "\n" not in str(caught.value) and "*** rejected" in str(caught.value)
+    assert WRONG_TOKEN not in str(caught.value)
 
 
 def test_unreachable_endpoint_is_named() -> None:
