@@ -2,7 +2,6 @@
 
 No `from __future__ import annotations` here: Gradio reads the `gr.OAuthToken` / `gr.Request` hints at runtime.
 """
-import json
 import re
 import tempfile
 import threading
@@ -205,13 +204,12 @@ class Actions:
         output = self.runs_dir / run_id
         with user_errors("Training", *(t for t in [token] if t)):
             progress(0, desc="loading the dataset")
-            train(
-                source, backbone, int(epochs), output, token=token, progress=lambda f, m: progress(f, desc=m)
-            )
-        config = json.loads((output / "facereg.json").read_text())
-        metrics = config.get("metrics", {})
-        roc = output / "roc.png"
-        return metrics, str(roc) if roc.is_file() else None, config["threshold"], run_id
+            result = train(source, backbone, int(epochs), output, token=token, verbose=0,
+                           progress=lambda f, m: progress(f, desc=m))
+        for problem in (result.no_face + result.corrupt)[:5]:
+            gr.Warning(f"skipped {problem}")
+        roc = result.output / "roc.png"
+        return result.metrics, str(roc) if roc.is_file() else None, result.threshold, run_id
 
     def publish(
         self, run_id: str, repo_id: str, private: bool, oauth_token: gr.OAuthToken | None,
@@ -245,10 +243,10 @@ class Actions:
         return self.model_info()["threshold"]
 
     def load_model(self, repo_id: str, revision: str, oauth_token: gr.OAuthToken | None) -> tuple:
-        """Switch to a published model (blank repo: the embedded default): model info and its threshold."""
+        """Switch to a published model (blank repo: the one the app started with): model info and its threshold."""
         repo_id, revision = (repo_id or "").strip(), (revision or "").strip()
         token = _optional_token(oauth_token) if repo_id else None
-        source = ModelSource(repo=repo_id, revision=revision or None) if repo_id else ModelSource()
+        source = ModelSource(repo=repo_id, revision=revision or None) if repo_id else self.holder.initial_source
         with user_errors("Loading the model", *(t for t in [token] if t)):
             verifier = self.holder.switch(source, token=token)
         return self.holder.info(), verifier.threshold

@@ -140,7 +140,7 @@ def build_app(
             with gr.Tab("Model", id="model"):
                 model_info = gr.JSON(label="Loaded model")
                 with gr.Row():
-                    load_repo = gr.Textbox(label="Model repo (blank: the embedded default)")
+                    load_repo = gr.Textbox(label="Model repo (blank: the model the app started with)")
                     load_revision = gr.Textbox(label="Revision (blank: main)")
                 with gr.Row():
                     load_button = gr.Button("Load this model")

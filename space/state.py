@@ -56,7 +56,7 @@ class ModelHolder:
     """The loaded `Verifier`: built on first use, once, and swapped atomically when another model is loaded."""
 
     def __init__(self, source: ModelSource | None = None) -> None:
-        self.source = source or ModelSource.from_env()
+        self.source = self.initial_source = source or ModelSource.from_env()
         self._verifier: Any = None
         self._lock = threading.Lock()
 

@@ -1,0 +1,183 @@
+"""The app through `gradio_client`, against the app launched here and the local Hub server (tests/hub_fixture.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import lfw_image, needs_lfw
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+pytestmark = needs_lfw
+
+ENDPOINTS = {"/verify", "/verify_anchors", "/capture", "/push_dataset", "/train", "/publish", "/model_info"}
+TRAIN_BACKBONE = "classic"
+NEGATIVE_PEOPLE = ("Tony_Blair", "Gerhard_Schroeder", "Donald_Rumsfeld", "Ariel_Sharon")
+
+
+def lfw(name: str, n: int):
+    """An LFW image as a gradio_client file."""
+    return handle_file(str(lfw_image(name, n)))
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """The app, launched in this process on a free port (captures and runs in a temp folder)."""
+    from space.testing import running_app
+
+    with running_app(tmp_path_factory.mktemp("app")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(app) -> Client:
+    """A gradio_client connected to the app."""
+    return Client(app.url, verbose=False)
+
+
+@pytest.fixture
+def token(hub_server, monkeypatch) -> str:
+    """The local Hub server's write token, given to the app as HF_TOKEN (as one would locally)."""
+    monkeypatch.setenv("HF_TOKEN", hub_server.token)
+    return hub_server.token
+
+
+@pytest.fixture
+def empty_store(app, tmp_path):
+    """Point the app's capture folder at an empty temp folder for one test."""
+    saved = app.store.root
+    app.store.root = tmp_path / "captures"
+    yield app.store
+    app.store.root = saved
+
+
+def verify(client: Client, app, a, b) -> dict:
+    """The details dict of /verify at the model's threshold."""
+    threshold = app.holder.get().threshold
+    chip1, chip2, verdict, score, elapsed, details = client.predict(a, b, threshold, api_name="/verify")
+    assert Path(chip1).is_file() and Path(chip2).is_file()
+    assert details["score"] == pytest.approx(score, abs=1e-4) and elapsed > 0
+    assert ("✅ Match" in verdict) == details["is_match"]
+    return details
+
+
+def test_every_action_is_a_named_endpoint(client):
+    assert ENDPOINTS <= set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+
+
+def test_genuine_pair_matches_and_impostor_does_not(client, app):
+    genuine = verify(client, app, lfw("Colin_Powell", 1), lfw("Colin_Powell", 2))
+    impostor = verify(client, app, lfw("Colin_Powell", 1), lfw("Tony_Blair", 1))
+    assert genuine["is_match"] and not impostor["is_match"]
+    assert genuine["score"] > impostor["score"]
+    assert genuine["threshold"] == pytest.approx(app.holder.get().threshold)
+
+
+def test_probe_against_anchors(client, app):
+    anchors = [lfw("Colin_Powell", n) for n in (1, 2, 3)]
+    verdict, table, details = client.predict(anchors, lfw("Colin_Powell", 4), app.holder.get().threshold, 0.5,
+                                             api_name="/verify_anchors")
+    assert details["is_match"] and details["anchors"] == 3 and len(table["data"]) == 3
+    assert [row[0] for row in table["data"]] == [f"Colin_Powell_{n:04d}.jpg" for n in (1, 2, 3)]
+    _, _, impostor = client.predict(anchors, lfw("Tony_Blair", 1), app.holder.get().threshold, 0.5,
+                                    api_name="/verify_anchors")
+    assert not impostor["is_match"] and impostor["detections"] < 2
+
+
+def test_capture_saves_face_crops(client, app, empty_store):
+    status, counts, gallery = client.predict([lfw("Colin_Powell", 1), lfw("Colin_Powell", 2)], "anchor",
+                                             api_name="/capture")
+    files = empty_store.files("anchor")
+    assert len(files) == 2 and "Saved 2 anchor" in status and "**anchor**: 2" in counts and len(gallery) == 2
+    assert all(Image.open(f).size == (250, 250) for f in files)
+    client.predict(files[0].relative_to(empty_store.root).as_posix(), "anchor", api_name="/delete_capture")
+    assert empty_store.counts() == {"anchor": 1, "positive": 0, "negative": 0}
+
+
+def fill_dataset(client: Client) -> None:
+    """Capture 4 anchors and 4 positives of Colin Powell and 8 negatives of others, through /capture."""
+    client.predict([lfw("Colin_Powell", n) for n in (1, 2, 3, 4)], "anchor", api_name="/capture")
+    client.predict([lfw("Colin_Powell", n) for n in (5, 6, 7, 8)], "positive", api_name="/capture")
+    client.predict([lfw(p, n) for p in NEGATIVE_PEOPLE for n in (1, 2)], "negative", api_name="/capture")
+
+
+def test_push_dataset_train_publish_and_switch(client, app, empty_store, token, hub_repo_id, monkeypatch, tmp_path):
+    import hub_tools
+
+    monkeypatch.setenv("FACEREG_CACHE", str(tmp_path / "face-cache"))
+    fill_dataset(client)
+    dataset_repo, model_repo = hub_repo_id, hub_repo_id + "-model"
+    message = client.predict(dataset_repo, True, api_name="/push_dataset")
+    assert dataset_repo in message
+    faces = hub_tools.load_faces(dataset_repo, token=token)
+    assert len(faces) == 16 and sorted(set(faces["label"])) == [0, 1, 2]
+
+    metrics, roc, threshold, run_id = client.predict(dataset_repo, TRAIN_BACKBONE, 2, api_name="/train")
+    assert Path(roc).is_file() and 0 < threshold < 1 and "auc" in metrics
+
+    message, info, slider = client.predict(run_id, model_repo, False, api_name="/publish")
+    assert model_repo in message and info["repo"] == model_repo and slider == pytest.approx(threshold, abs=1e-3)
+    assert client.predict(api_name="/model_info")["repo"] == model_repo
+    assert app.holder.source.repo == model_repo and app.holder.get().threshold == pytest.approx(threshold, abs=1e-4)
+    details = verify(client, app, lfw("Colin_Powell", 9), lfw("Colin_Powell", 10))
+    assert details["threshold"] == pytest.approx(threshold, abs=1e-4)
+    client.predict("", "", api_name="/load_model")  # back to the starting model for the other tests
+    assert app.holder.source == app.holder.initial_source
+
+
+def blank_image(path: Path) -> str:
+    """A grey picture without a face."""
+    Image.fromarray(np.full((200, 200, 3), 128, np.uint8)).save(path)
+    return str(path)
+
+
+def two_faces(path: Path) -> str:
+    """Two LFW faces side by side in one picture."""
+    left, right = (np.asarray(Image.open(lfw_image(*who))) for who in (("Colin_Powell", 1), ("Tony_Blair", 1)))
+    Image.fromarray(np.concatenate([left, right], axis=1)).save(path)
+    return str(path)
+
+
+def app_error(call) -> str:
+    """The message of the AppError a call raises."""
+    with pytest.raises(AppError) as raised:
+        call()
+    return str(raised.value)
+
+
+def test_errors_are_readable_and_the_app_keeps_working(client, app, empty_store, tmp_path, hub_server, monkeypatch):
+    face = lfw("Colin_Powell", 1)
+    no_face = handle_file(blank_image(tmp_path / "blank.png"))
+    assert "no face" in app_error(lambda: client.predict(no_face, face, 0.5, api_name="/verify"))
+
+    several = client.predict(handle_file(two_faces(tmp_path / "two.jpg")), face, 0.5, api_name="/verify")[-1]
+    assert len(several["warnings"]) == 1 and several["faces"][0]["faces_found"] >= 2
+    assert several["warnings"][0].startswith("image 1: ") and "faces found; used the largest" in several["warnings"][0]
+
+    (tmp_path / "notes.jpg").write_text("not an image")
+    unreadable = handle_file(str(tmp_path / "notes.jpg"))
+    assert "not an image that can be read" in app_error(lambda: client.predict(unreadable, face, 0.5,
+                                                                                   api_name="/verify"))
+    monkeypatch.setenv("HF_TOKEN", hub_server.token)
+    assert "capture set is empty" in app_error(lambda: client.predict("facereg/x", True, api_name="/push_dataset"))
+
+    client.predict([face], "anchor", api_name="/capture")
+    monkeypatch.delenv("HF_TOKEN")
+    assert "No usable Hugging Face token" in app_error(lambda: client.predict("facereg/x", True,
+                                                                                 api_name="/push_dataset"))
+    monkeypatch.setenv("HF_TOKEN", hub_server.token)
+    missing = app_error(lambda: client.predict("facereg/does-not-exist", "", api_name="/load_model"))
+    assert "not found" in missing and hub_server.token not in missing
+    assert app.holder.source.repo is None  # the old model still serves
+
+    client.predict([face], "positive", api_name="/capture")
+    no_negatives = app_error(lambda: client.predict("local", "dlib_resnet", 1, api_name="/train"))
+    assert "no negative images" in no_negatives
+    assert "Traceback" not in no_negatives + missing
+
+    assert verify(client, app, lfw("Colin_Powell", 1), lfw("Colin_Powell", 2))["is_match"]
