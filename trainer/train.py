@@ -27,7 +27,6 @@ import numpy as np
 
 from .data import (
     FaceCache,
-    Pairs,
     augment,
     augmented_chips,
     check_labels,
@@ -169,11 +168,6 @@ def _restore(model: Any, folder: Path, settings: dict[str, Any]) -> int:
     return int(state["epoch"])
 
 
-def _pair_scores(embeddings: np.ndarray, pairs: Pairs, verifier: Any) -> np.ndarray:
-    """Scores of pairs of rows of an embedding table."""
-    return verifier.score(embeddings[pairs.a], embeddings[pairs.b])
-
-
 def _view_embeddings(verifier: Any, chips: np.ndarray, seed: int) -> np.ndarray:
     """Embeddings (N x views x D) of chips and of AUGMENTED_VIEWS augmented copies of them."""
     import tensorflow as tf
@@ -311,7 +305,7 @@ def train(
 
     report(0.9, "choosing the threshold on the validation pairs")
     val_embeddings = verifier.embed_chips(val_faces.chips)
-    scores = _pair_scores(val_embeddings, val_pairs, verifier)
+    scores = verifier.score(val_embeddings[val_pairs.a], val_embeddings[val_pairs.b])
     threshold = threshold_sweep(scores, val_pairs.labels, target_far)
     validation = verification_report(scores, val_pairs.labels, threshold=threshold)
     config.threshold = threshold
