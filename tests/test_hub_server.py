@@ -240,8 +240,8 @@ def test_commits_leaving_the_repo_are_refused(api: HfApi, hub_server: HubServer,
     lines = [{"key": "header", "value": {"summary": "evil"}},
              {"key": "file", "value": {"path": bad_path, "content": "eA==", "encoding": "base64"}}]
     body = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
-    status, _, reply = raw_request(hub_server, "POST", f"/api/models/{hub_repo_id}/commit/main", body,
-                                   {"Authorization": f"Bearer {hub_server.token}", "Content-Type": "application/x-ndjson"})
+    headers = {"Authorization": f"Bearer {hub_server.token}", "Content-Type": "application/x-ndjson"}
+    status, _, reply = raw_request(hub_server, "POST", f"/api/models/{hub_repo_id}/commit/main", body, headers)
     assert status == 400, reply
     assert api.list_repo_files(hub_repo_id) == [".gitattributes"]
 
@@ -253,7 +253,8 @@ def test_restart_keeps_everything(api: HfApi, hub_repo_id: str, hub_server: HubS
     hub_server.restart()
     assert api.list_repo_commits(hub_repo_id) == before
     assert api.repo_info(hub_repo_id).private
-    assert Path(hf_hub_download(hub_repo_id, "k.txt", force_download=True, token=hub_server.token)).read_text() == "kept"
+    kept = hf_hub_download(hub_repo_id, "k.txt", force_download=True, token=hub_server.token)
+    assert Path(kept).read_text() == "kept"
 
 
 UPLOADER = textwrap.dedent("""

@@ -146,6 +146,13 @@ class HubApp:
             raise revision_not_found(revision)
         return oid
 
+    def parse_cursor(self, repo: Repo, cursor: str) -> tuple[str, int]:
+        """A pagination cursor `<commit oid>:<offset>`: later pages keep listing the commit of the first one."""
+        oid, _, offset = cursor.partition(":")
+        if not re.fullmatch(r"[0-9a-f]{40}", oid) or not offset.isdigit() or self.store.resolve(repo, oid) != oid:
+            raise bad_request(f"Invalid cursor {cursor!r}")
+        return oid, int(offset)
+
     # -- account --------------------------------------------------------------------------------------------------
     async def whoami(self, call: Call) -> Response:
         """GET /api/whoami-v2: the local user, for any valid token."""
@@ -247,7 +254,7 @@ class HubApp:
         repo = self.visible_repo(call)
         commit_oid, offset = self.head(repo, call.route.revision), 0
         if cursor := call.query.get("cursor"):
-            commit_oid, offset = parse_cursor(cursor)
+            commit_oid, offset = self.parse_cursor(repo, cursor)
         items = listing.tree(self.store.entries(commit_oid), call.route.path, call.flag("recursive"))
         if items is None:
             raise entry_not_found(call.route.path, commit_oid)
@@ -264,12 +271,11 @@ class HubApp:
         """POST /api/{type}s/{repo_id}/paths-info/{rev}: form (or JSON) `paths` and `expand`."""
         repo = self.visible_repo(call)
         oid = self.head(repo, call.route.revision)
-        body = await call.request.body()
         if call.request.headers.get("content-type", "").startswith("application/json"):
-            data = json.loads(body or b"{}")
+            data = await json_body(call.request, allow_empty=True)
             paths, expand = list(data.get("paths", [])), bool(data.get("expand"))
         else:
-            form = parse_qs(body.decode("utf-8", "replace"))
+            form = parse_qs((await call.request.body()).decode("utf-8", "replace"))
             paths, expand = form.get("paths", []), form.get("expand", ["false"])[-1].lower() == "true"
         for path in paths:
             check_repo_path(str(path).strip("/"), allow_root=True)
@@ -296,7 +302,7 @@ class HubApp:
         repo = self.visible_repo(call)
         head, offset = self.head(repo, call.route.revision), 0
         if cursor := call.query.get("cursor"):
-            head, offset = parse_cursor(cursor)
+            head, offset = self.parse_cursor(repo, cursor)
         history = list(self.store.history(head))
         formatted = "formatted" in call.request.query_params.getlist("expand[]")
         page = []
@@ -439,8 +445,8 @@ class HubApp:
         for obj in body.get("objects") or []:
             oid, size = str(obj.get("oid", "")).lower(), obj.get("size")
             if not _SHA256.fullmatch(oid) or not isinstance(size, int) or size < 0:
-                objects.append({"oid": oid, "size": size if isinstance(size, int) else 0,
-                                "error": {"code": 422, "message": "oid must be a sha256 and size an integer"}})
+                error = {"code": 422, "message": "oid must be a sha256 and size an integer"}
+                objects.append({"oid": oid, "size": size if isinstance(size, int) else 0, "error": error})
                 continue
             answer = {"oid": oid, "size": size, "authenticated": True}
             if not self.blobs.has(oid, size):
@@ -510,8 +516,8 @@ class HubApp:
         if (range_header := call.request.headers.get("range")) is not None:
             byte_range = parse_range(range_header, entry.size)
             if byte_range is None:
-                raise HubError(416, f"Range {range_header} not satisfiable", headers={
-                    **headers, "Content-Range": f"bytes */{entry.size}"})
+                unsatisfiable = {"Content-Range": f"bytes */{entry.size}", "X-Repo-Commit": oid}
+                raise HubError(416, f"Range {range_header} not satisfiable", headers=unsatisfiable)
             if byte_range != (0, entry.size):
                 start, length, status = byte_range[0], byte_range[1] - byte_range[0], 206
                 headers["Content-Range"] = f"bytes {start}-{start + length - 1}/{entry.size}"
@@ -541,14 +547,6 @@ def int_param(value: str | None, default: int) -> int:
         return max(1, int(value)) if value else default
     except ValueError:
         raise bad_request(f"Not an integer: {value!r}") from None
-
-
-def parse_cursor(cursor: str) -> tuple[str, int]:
-    """A pagination cursor `<commit oid>:<offset>`: later pages keep listing the commit of the first one."""
-    oid, _, offset = cursor.partition(":")
-    if not re.fullmatch(r"[0-9a-f]{40}", oid) or not offset.isdigit():
-        raise bad_request(f"Invalid cursor {cursor!r}")
-    return oid, int(offset)
 
 
 def next_link(call: Call, cursor: str) -> str:

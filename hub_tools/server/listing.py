@@ -11,7 +11,8 @@ def file_json(entry: Entry) -> dict:
     """A file as the tree and paths-info endpoints describe it (`oid` is the git object id)."""
     item: dict = {"type": "file", "oid": entry.git_oid, "size": entry.size, "path": entry.path}
     if entry.lfs:
-        item["lfs"] = {"oid": entry.sha256, "size": entry.size, "pointerSize": len(lfs_pointer(entry.sha256, entry.size))}
+        pointer_size = len(lfs_pointer(entry.sha256, entry.size))
+        item["lfs"] = {"oid": entry.sha256, "size": entry.size, "pointerSize": pointer_size}
     return item
 
 

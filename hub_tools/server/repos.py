@@ -1,4 +1,4 @@
-"""Repos, commits, refs and file trees in SQLite (WAL): each commit is one transaction, so it lands whole or not at all."""
+"""Repos, commits, refs and file trees in SQLite (WAL): a commit is one transaction, landing whole or not at all."""
 from __future__ import annotations
 
 import hashlib
