@@ -40,7 +40,10 @@ TEMPLATE = arcface_template(1.15, 24 / 150)
 
 @dataclass(frozen=True)
 class Face:
-    """A detected face: box (x, y, w, h) and (5, 2) landmarks in image pixels, and a confidence."""
+    """A detected face: box (x, y, w, h) and (5, 2) landmarks in image pixels, and a confidence.
+
+    Landmark order, as seen in the image: left eye (smaller x), right eye, nose, mouth left, mouth right.
+    """
 
     box: tuple[int, int, int, int]
     landmarks: np.ndarray | None
