@@ -21,7 +21,7 @@ GALLERY_LIMIT = 60
 
 def verdict_markdown(is_match: bool, detail: str) -> str:
     """The verdict line shown in large type."""
-    return f"## {'✅ Match' if is_match else '❌ No match'}\n{detail}"
+    return f"## {'✔ Match' if is_match else '✘ No match'}\n{detail}"
 
 
 class Actions:

@@ -155,7 +155,7 @@ def build_app(
         overview = [counts, gallery]
         camera.stream(actions.capture_frame, [camera, category, auto, every_ms], [capture_status, *overview],
                       stream_every=0.2, time_limit=None, api_visibility="private", show_progress="hidden",
-                      trigger_mode="always_last", concurrency_limit=2)
+                      concurrency_limit=2)  # (trigger_mode="always_last" stops a webcam stream after one frame)
         capture_button.click(actions.capture_now, [category], [capture_status, *overview], api_visibility="private")
         upload_button.click(actions.capture, [uploads, category], [capture_status, *overview], api_name="capture",
                             **INFERENCE)

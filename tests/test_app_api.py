@@ -62,7 +62,7 @@ def verify(client: Client, app, a, b) -> dict:
     chip1, chip2, verdict, score, elapsed, details = client.predict(a, b, threshold, api_name="/verify")
     assert Path(chip1).is_file() and Path(chip2).is_file()
     assert details["score"] == pytest.approx(score, abs=1e-4) and elapsed > 0
-    assert ("✅ Match" in verdict) == details["is_match"]
+    assert ("✔ Match" in verdict) == details["is_match"]
     return details
 
 

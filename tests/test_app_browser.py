@@ -1,0 +1,123 @@
+"""The app in a real browser: Debian's chromium driven by Playwright, with an LFW face as the fake webcam.
+
+Screenshots of every tab go to test-artifacts/ (gitignored) at the repository root.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT, lfw_image, needs_lfw
+
+pytestmark = needs_lfw
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+TIMEOUT_MS = 90_000
+
+
+def fake_webcam(face: Path, out: Path) -> Path:
+    """A 2 s, 640 x 480 Y4M video of one still face, for --use-file-for-fake-video-capture."""
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-loop", "1", "-i", str(face), "-t", "2", "-r", "10",
+         "-vf", "scale=400:400,pad=640:480:120:40", "-pix_fmt", "yuv420p", str(out)],
+        check=True,
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """The app, launched in this process on a free port."""
+    from space.testing import running_app
+
+    with running_app(tmp_path_factory.mktemp("browser-app")) as running:
+        running.holder.get()  # load the model before the browser's first request
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Headless Debian chromium whose webcam shows Colin Powell (no browser download, no network)."""
+    from playwright.sync_api import sync_playwright
+
+    video = fake_webcam(lfw_image("Colin_Powell", 1), tmp_path_factory.mktemp("webcam") / "face.y4m")
+    args = ["--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={video}", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, app):
+    """A fresh page on the app."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(app.url)
+    page.wait_for_selector("#face1")
+    yield page
+    context.close()
+
+
+def screenshot(page, name: str) -> Path:
+    """Save a full-page screenshot under test-artifacts/ and print where."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+    return path
+
+
+def open_webcam(container) -> None:
+    """Switch an image input to its webcam and grant access (the fake UI accepts)."""
+    source = container.locator("button[aria-label='Capture from camera']")
+    if source.count():
+        source.click()
+    container.get_by_text("Click to Access Webcam").click()
+    container.locator("video:visible").wait_for()
+
+
+def test_verify_from_webcam_shows_the_verdict(page):
+    face1 = page.locator("#face1")
+    open_webcam(face1)
+    face1.locator("button[aria-label='capture photo']").click()
+    face1.locator("img:visible").first.wait_for()
+    page.locator("#face2 input[type=file]").set_input_files(str(lfw_image("Colin_Powell", 2)))
+    page.locator("#face2 img:visible").first.wait_for()
+    page.locator("#verify-button").click()
+    page.wait_for_function("document.querySelector('#verdict').innerText.includes('atch')")
+    assert re.search(r"\bMatch\b", page.inner_text("#verdict")) and "No match" not in page.inner_text("#verdict")
+    screenshot(page, "1-verify")
+    for tab, name in (("Anchors", "2-anchors"), ("Train and publish", "4-train"), ("Model", "5-model")):
+        page.get_by_role("tab", name=tab).click()
+        if tab == "Model":
+            page.wait_for_function("document.body.innerText.includes('backbone')")
+        screenshot(page, name)
+
+
+def test_automatic_capture_saves_faces_while_streaming(page, app):
+    page.get_by_role("tab", name="Capture").click()
+    page.locator("#category").get_by_text("positive").click()
+    page.locator("#auto-capture input[type=checkbox]").check()
+    camera = page.locator("#camera")
+    open_webcam(camera)
+    before = app.store.counts()["positive"]
+    camera.locator("button.capture-button").click()  # labelled "Record" while streaming
+    deadline = time.monotonic() + 60
+    while app.store.counts()["positive"] < before + 3 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    saved = app.store.counts()["positive"]
+    assert saved >= before + 3, "automatic capture saved fewer than 3 faces in 60 s"
+    page.wait_for_function(
+        "n => { const m = document.querySelector('#capture-counts').innerText.match(/positive: (\\d+)/);"
+        " return m && Number(m[1]) >= n; }", arg=before + 3)
+    assert page.locator("#captures img").count() >= 3
+    screenshot(page, "3-capture")
