@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             server.terminate()
             server.wait(30)
     print(f"Cold start to the first /verify answer: {cold_s:.1f} s (process start, imports, model load, first call)\n")
-    print(f"| clients | requests | errors | median ms | p95 ms | req/s | server RSS MiB (min / max) |")
+    print("| clients | requests | errors | median ms | p95 ms | req/s | server RSS MiB (min / max) |")
     print("|---:|---:|---:|---:|---:|---:|---|")
     for clients, latencies, errors, memory in rows:
         median = statistics.median(latencies) if latencies else float("nan")
