@@ -46,7 +46,7 @@ def link_dataset(folder: Path, files: dict[str, list[Path]]) -> Path:
     for label, paths in files.items():
         (folder / label).mkdir(parents=True)
         for path in paths:
-            os.symlink(path, folder / label / path.name)
+            os.symlink(path.resolve(), folder / label / path.name)
     return folder
 
 

@@ -306,7 +306,8 @@ def train(
     report(0.9, "choosing the threshold on the validation pairs")
     val_embeddings = verifier.embed_chips(val_faces.chips)
     scores = verifier.score(val_embeddings[val_pairs.a], val_embeddings[val_pairs.b])
-    threshold = threshold_sweep(scores, val_pairs.labels, target_far)
+    # Clipped: with target_far, a top-scoring impostor makes the sweep's threshold +inf (accept nothing).
+    threshold = float(np.clip(threshold_sweep(scores, val_pairs.labels, target_far), 0.0, 1.0))
     validation = verification_report(scores, val_pairs.labels, threshold=threshold)
     config.threshold = threshold
     config.metrics = summary_metrics(validation)
