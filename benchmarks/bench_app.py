@@ -4,7 +4,7 @@ Run from the repo root:  python -m benchmarks.bench_app [--duration 60] [--clien
 
 Starts `python -m space` in a subprocess (fresh HF_HOME and capture folder), times from the start of the process
 to the first /verify answer, then for each client count runs that many `gradio_client` clients in threads, each
-calling /verify on a genuine LFW pair back to back for `--duration` seconds. The server's resident memory (RSS,
+calling /verify on its own genuine LFW pair back to back for `--duration` seconds. The server's resident memory (RSS,
 from /proc) is sampled every 0.5 s. Prints a markdown table; exits non-zero if any request failed.
 """
 from __future__ import annotations
@@ -22,7 +22,15 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LFW_DIR = Path(os.environ.get("FACEREG_LFW", REPO_ROOT.parent / "shared" / "data" / "lfw"))
-PAIR = ("Colin_Powell/Colin_Powell_0001.jpg", "Colin_Powell/Colin_Powell_0002.jpg")
+PERSON = "Colin_Powell"  # 236 images: each client gets its own genuine pair
+
+
+def pair(i: int) -> tuple:
+    """Client i's genuine pair, as gradio_client files. Distinct per client: Gradio caches outputs by content, and
+    identical answers written concurrently to the same cache file can be read half-written."""
+    from gradio_client import handle_file
+
+    return tuple(handle_file(str(LFW_DIR / "images" / PERSON / f"{PERSON}_{n:04d}.jpg")) for n in (2 * i + 1, 2 * i + 2))
 
 
 def free_port() -> int:
@@ -96,7 +104,7 @@ def first_answer(url: str, files: tuple, server: subprocess.Popen, timeout: floa
     raise TimeoutError("no answer from the app")
 
 
-def load(url: str, files: tuple, clients: int, duration: float) -> tuple[list[float], list[str]]:
+def load(url: str, clients: int, duration: float) -> tuple[list[float], list[str]]:
     """`clients` threads calling /verify back to back for `duration` s: latencies (ms) and errors."""
     from gradio_client import Client
 
@@ -106,7 +114,7 @@ def load(url: str, files: tuple, clients: int, duration: float) -> tuple[list[fl
     connected = [Client(url, verbose=False) for _ in range(clients)]
     end = time.monotonic() + duration
 
-    def worker(client) -> None:
+    def worker(client, files: tuple) -> None:
         while time.monotonic() < end:
             start = time.perf_counter()
             try:
@@ -121,7 +129,7 @@ def load(url: str, files: tuple, clients: int, duration: float) -> tuple[list[fl
                 with lock:
                     latencies.append(1000 * (time.perf_counter() - start))
 
-    threads = [threading.Thread(target=worker, args=(c,)) for c in connected]
+    threads = [threading.Thread(target=worker, args=(c, pair(i))) for i, c in enumerate(connected)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -136,9 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--model-dir", help="a FaceReg model folder instead of the embedded default")
     args = parser.parse_args(argv)
-    from gradio_client import handle_file
-
-    files = tuple(handle_file(str(LFW_DIR / "images" / p)) for p in PAIR)
+    files = pair(0)
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
         started = time.monotonic()
@@ -150,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             rows, failed = [], 0
             for clients in args.clients:
                 before = len(sampler.samples)
-                latencies, errors = load(f"http://127.0.0.1:{port}/", files, clients, args.duration)
+                latencies, errors = load(f"http://127.0.0.1:{port}/", clients, args.duration)
                 memory = sampler.samples[before:] or [rss_mib(server.pid)]
                 failed += len(errors)
                 rows.append((clients, latencies, errors, memory))
