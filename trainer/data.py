@@ -37,6 +37,7 @@ CONTRAST_RANGE = (0.8, 1.2)
 CACHE_ENV = "FACEREG_CACHE"
 
 Progress = Callable[[float, str], Any]
+"""Called as progress(fraction_done, message); a `gradio.Progress` fits."""
 
 
 def default_cache_dir() -> Path:

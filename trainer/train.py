@@ -21,12 +21,13 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from .data import (
     FaceCache,
+    Progress,
     augment,
     augmented_chips,
     check_labels,
@@ -43,8 +44,6 @@ from .evaluate import threshold_sweep, verification_report
 from .model_io import ModelConfig, save_model_dir
 from .networks import backbone_spec, build_embedding, build_siamese
 from .report import summary_metrics, write_metrics, write_plots
-
-Progress = Callable[[float, str], Any]
 
 LEARNING_RATES = {"head": 1e-2, "classic": 5e-5, "unfreeze": 1e-5}  # head: measured, see bench_personalize
 BATCH_SIZE = 32
