@@ -58,7 +58,9 @@ def fit_default_head(
     embedding = build_embedding(BACKBONE)
     detector = Verifier(build_siamese(embedding), ModelConfig(BACKBONE))
     log("detecting and aligning the View 1 images")
-    aligned = align_pair_images(detector, train_pairs + test_pairs)
+    aligned = align_pair_images(
+        detector, train_pairs + test_pairs, progress=lambda i, n: log(f"aligned {i}/{n}") if i % 1000 == 0 else None
+    )
 
     candidates = []
     for flip in (False, True):
