@@ -10,23 +10,29 @@
 """
 from __future__ import annotations
 
+import importlib
+
 from hub_tools.config import apply_env
 
 apply_env()
 
-from hub_tools.auth import resolve_token  # noqa: E402
-from hub_tools.errors import (  # noqa: E402
-    DatasetSchemaError,
-    HubError,
-    HubUnreachableError,
-    InvalidTokenError,
-    MissingTokenError,
-    ModelFolderError,
-    RepoNotFoundError,
-    hub_errors,
-)
-from hub_tools.faces_dataset import LABELS, faces_features, load_faces, push_dataset, scan_folder  # noqa: E402
-from hub_tools.models import build_model_card, pull_model, push_model, read_config, read_model_card  # noqa: E402
+# The public API is imported lazily, so that `hub_tools.config.use_local_hub()` can still run before
+# anything imports `huggingface_hub` (which reads HF_ENDPOINT once, at import).
+_EXPORTS = {
+    "auth": ["resolve_token"],
+    "errors": ["DatasetSchemaError", "HubError", "HubUnreachableError", "InvalidTokenError", "MissingTokenError",
+               "ModelFolderError", "RepoNotFoundError", "hub_errors"],
+    "faces_dataset": ["LABELS", "faces_features", "load_faces", "push_dataset", "scan_folder"],
+    "models": ["build_model_card", "pull_model", "push_model", "read_config", "read_model_card"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'hub_tools' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"hub_tools.{_WHERE[name]}"), name)
+
 
 __all__ = [
     "LABELS",
