@@ -327,8 +327,10 @@ def validation_dataset(table: np.ndarray, pairs: Pairs, batch_size: int, scale: 
 
     table_t = tf.constant(table)
 
+    def side(idx):
+        return tf.cast(tf.gather(table_t, idx), tf.float32) * scale
+
     def load(a, b, label):
-        side = lambda idx: tf.cast(tf.gather(table_t, idx), tf.float32) * scale  # noqa: E731
         return (side(a), side(b)), label
 
     slices = (pairs.a.astype(np.int32), pairs.b.astype(np.int32), pairs.labels.reshape(-1, 1))
