@@ -1,0 +1,104 @@
+"""The Verifier contract on real LFW faces with the embedded default model."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import lfw_image, needs_lfw
+from trainer.errors import ImageDecodeError, NoFaceError
+from trainer.model_io import load_model_config, save_model_dir
+from trainer.verify import AnchorSet, Verifier
+
+pytestmark = needs_lfw
+
+
+@pytest.fixture(scope="module")
+def verifier() -> Verifier:
+    return Verifier.default()
+
+
+def test_default_model_is_the_pretrained_backbone_with_a_tuned_head(verifier):
+    assert verifier.config.backbone == "dlib_resnet"
+    assert verifier.config.source == "embedded default"
+    assert 0.0 < verifier.threshold < 1.0
+    assert Verifier.default() is verifier  # loaded once per process
+
+
+def test_genuine_pair_matches_and_impostor_does_not(verifier):
+    genuine = verifier.verify(lfw_image("Colin_Powell", 1), lfw_image("Colin_Powell", 2))
+    impostor = verifier.verify(lfw_image("Colin_Powell", 1), lfw_image("Tony_Blair", 1))
+    assert genuine["is_match"] is True and impostor["is_match"] is False
+    assert genuine["score"] > verifier.threshold > impostor["score"]
+    for result in (genuine, impostor):
+        assert 0.0 <= result["score"] <= 1.0
+        assert result["threshold"] == verifier.threshold
+        assert len(result["faces"]) == 2 and all(len(f["box"]) == 4 for f in result["faces"])
+        assert result["timing_ms"]["total"] > 0
+    assert genuine["distance"] < impostor["distance"]
+
+
+def test_threshold_argument_overrides_the_tuned_threshold(verifier):
+    pair = (lfw_image("Colin_Powell", 1), lfw_image("Tony_Blair", 1))
+    assert verifier.verify(*pair, threshold=0.0)["is_match"] is True
+    loose = verifier.verify(*pair, threshold=0.0)
+    assert loose["threshold"] == 0.0 and loose["score"] == pytest.approx(verifier.verify(*pair)["score"], abs=1e-6)
+
+
+def test_chips_and_array_inputs(verifier):
+    pixels = np.asarray(Image.open(lfw_image("George_W_Bush", 1)))
+    result = verifier.verify(pixels, lfw_image("George_W_Bush", 2), return_chips=True)
+    assert result["is_match"] is True
+    assert [c.shape for c in result["chips"]] == [(150, 150, 3), (150, 150, 3)]
+
+
+def test_batch_embedding_matches_single_embeddings(verifier):
+    paths = [lfw_image("Tony_Blair", n) for n in (1, 2, 3)]
+    batch, found = verifier.embed(paths)
+    assert batch.shape == (3, 128)
+    singles = np.concatenate([verifier.embed_chips(f.chip[None]) for f in found])
+    np.testing.assert_allclose(batch, singles, atol=1e-5)
+
+
+def test_anchor_check_enrolls_once_and_votes(verifier, tmp_path):
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (200, 200), (128, 128, 128)).save(blank)
+    anchors = verifier.enroll([lfw_image("Colin_Powell", n) for n in (2, 3, 4)] + [blank])
+    assert isinstance(anchors, AnchorSet) and len(anchors) == 3
+    assert anchors.embeddings.shape == (3, 128)
+    assert len(anchors.skipped) == 1 and "blank.png" in anchors.skipped[0]
+    same = verifier.verify_against_anchors(lfw_image("Colin_Powell", 1), anchors)
+    other = verifier.verify_against_anchors(lfw_image("Tony_Blair", 1), anchors)
+    assert same["is_match"] is True and same["verification"] == 1.0 and same["detections"] == 3
+    assert other["is_match"] is False and other["detections"] == 0
+    assert [s["anchor"] for s in same["scores"]] == anchors.names
+    # The original design's rule: the share of anchors above the detection threshold must pass.
+    strict = verifier.verify_against_anchors(lfw_image("Colin_Powell", 1), anchors, detection_threshold=1.0)
+    assert strict["detections"] == 0 and strict["is_match"] is False
+
+
+def test_no_face_and_unreadable_inputs_have_named_errors(verifier, tmp_path):
+    blank = tmp_path / "wall.png"
+    Image.new("RGB", (300, 300), (200, 180, 160)).save(blank)
+    with pytest.raises(NoFaceError, match="wall.png"):
+        verifier.verify(blank, lfw_image("Colin_Powell", 1))
+    with pytest.raises(ImageDecodeError):
+        verifier.verify(b"not an image", lfw_image("Colin_Powell", 1))
+
+
+def test_several_faces_use_the_largest_and_say_so(verifier):
+    big = Image.open(lfw_image("Colin_Powell", 2))
+    small = Image.open(lfw_image("Tony_Blair", 1)).resize((160, 160))
+    canvas = Image.new("RGB", (450, 260), (255, 255, 255))
+    canvas.paste(big, (0, 0))
+    canvas.paste(small, (280, 40))
+    result = verifier.verify(np.asarray(canvas), lfw_image("Colin_Powell", 1))
+    assert result["faces"][0]["faces_found"] == 2
+    assert result["is_match"] is True
+    assert "2 faces found" in result["warnings"][0]
+
+
+def test_model_folder_round_trip_gives_identical_scores(verifier, tmp_path):
+    save_model_dir(verifier.model, verifier.config, tmp_path / "model")
+    assert load_model_config(tmp_path / "model").threshold == verifier.threshold
+    loaded = Verifier.from_dir(tmp_path / "model")
+    pair = (lfw_image("Colin_Powell", 1), lfw_image("Colin_Powell", 2))
+    assert loaded.verify(*pair)["score"] == pytest.approx(verifier.verify(*pair)["score"], abs=1e-6)
