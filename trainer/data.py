@@ -284,8 +284,10 @@ def training_dataset(
 
     def epoch_batches(epoch: tf.Tensor) -> tf.data.Dataset:
         order = orders[tf.cast(epoch, tf.int32) - first_epoch]
-        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size).enumerate()
-        return batches.map(lambda step, idx: (epoch, step, idx))
+        def tagged(step: tf.Tensor, idx: tf.Tensor):
+            return epoch, step, idx
+
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size).enumerate().map(tagged)
 
     def load(epoch: tf.Tensor, step: tf.Tensor, idx: tf.Tensor):
         batch_seed = tf.stack([tf.cast(seed, tf.int64), epoch * 1_000_003 + step])
