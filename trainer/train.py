@@ -303,7 +303,7 @@ def train(
         history = {name: [float(v) for v in values] for name, values in fit.history.items()}
 
     report(0.9, "choosing the threshold on the validation pairs")
-    val_embeddings = verifier.embed_chips(val_faces.chips)
+    val_embeddings = val_table if mode == "head" else verifier.embed_chips(val_faces.chips)  # head: same network
     scores = verifier.score(val_embeddings[val_pairs.a], val_embeddings[val_pairs.b])
     # Clipped: with target_far, a top-scoring impostor makes the sweep's threshold +inf (accept nothing).
     threshold = float(np.clip(threshold_sweep(scores, val_pairs.labels, target_far), 0.0, 1.0))
