@@ -16,7 +16,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 pytestmark = needs_lfw
 
 ENDPOINTS = {"/verify", "/verify_anchors", "/capture", "/push_dataset", "/train", "/publish", "/model_info"}
-TRAIN_BACKBONE = "classic"
+TRAIN_BACKBONE = "dlib_resnet"
 NEGATIVE_PEOPLE = ("Tony_Blair", "Gerhard_Schroeder", "Donald_Rumsfeld", "Ariel_Sharon")
 
 
