@@ -15,6 +15,7 @@ import numpy as np
 from .evaluate import align_pair_images, best_accuracy_threshold, embed_pairs, read_lfw_pairs, verification_report
 from .head import fit_head
 from .model_io import ModelConfig
+from .report import summary_metrics
 from .networks import build_embedding, build_siamese, siamese_parts
 
 HEAD_FILE = Path(__file__).parent / "default_model" / "head.json"
@@ -87,12 +88,7 @@ def fit_default_head(
         "bias": float(bias[0]),
         "metrics": {
             "evaluated_on": "LFW View 1 DevTest (pairsDevTest.txt), threshold chosen on DevTrain",
-            "accuracy": report["accuracy_at_threshold"],
-            "f1": report["f1"],
-            "precision": report["precision"],
-            "recall": report["recall"],
-            "roc_auc": report["auc"],
-            "eer": report["eer"],
+            **summary_metrics(report),
             "devtest_accuracy_without_flip": candidates[0][0],
             "devtest_accuracy_with_flip": candidates[1][0],
         },
