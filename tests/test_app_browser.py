@@ -83,6 +83,10 @@ def open_webcam(container) -> None:
         source.click()
     container.get_by_text("Click to Access Webcam").click()
     container.locator("video:visible").wait_for()
+    # A capture before the fake camera delivers frames yields no picture: wait until the video plays.
+    container.page.wait_for_function(
+        "() => [...document.querySelectorAll('video')].some(v => v.readyState >= 2 && v.videoWidth > 0)"
+    )
 
 
 def test_verify_from_webcam_shows_the_verdict(page):
