@@ -13,7 +13,6 @@ reference. The best candidates (by AUC) are then confirmed on all 2200 pairs. ~4
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -23,30 +22,17 @@ import face_recognition_models
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from trainer.evaluate import LFW_DIR, read_lfw_pairs
 from trainer.faces import Face, align_face, arcface_template, face_locations
 from trainer.images import load_image
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-LFW_DIR = Path(os.environ.get("FACEREG_LFW", REPO_ROOT.parent / "shared" / "data" / "lfw"))
 CHIP = 150
 SCALES = (1.05, 1.15, 1.25)
 SHIFTS_PX = (12, 24, 30)
 CENTRE = (1.15, 24)
 
 Pair = tuple[Path, Path, bool]
-
-
-def read_pairs(path: Path) -> list[Pair]:
-    """LFW pairs: `name n1 n2` (same person) or `name1 n1 name2 n2` (different people)."""
-    image = lambda name, n: LFW_DIR / "images" / name / f"{name}_{int(n):04d}.jpg"  # noqa: E731
-    pairs = []
-    for line in path.read_text().splitlines()[1:]:
-        fields = line.split()
-        if len(fields) == 3:
-            pairs.append((image(fields[0], fields[1]), image(fields[0], fields[2]), True))
-        elif len(fields) == 4:
-            pairs.append((image(fields[0], fields[1]), image(fields[2], fields[3]), False))
-    return pairs
 
 
 def subsample(pairs: list[Pair], count: int) -> list[Pair]:
@@ -140,7 +126,7 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    all_pairs = read_pairs(LFW_DIR / "pairsDevTrain.txt")
+    all_pairs = [(p.path1, p.path2, p.same) for p in read_lfw_pairs(LFW_DIR, "pairsDevTrain.txt")]
     bench = Bench()
     pairs = bench.usable(subsample(all_pairs, args.grid_pairs))
     print(f"grid: {len(pairs)} pairs with faces ({time.perf_counter() - started:.0f} s)", flush=True)

@@ -20,8 +20,9 @@ import threading
 import time
 from pathlib import Path
 
+from trainer.evaluate import LFW_DIR  # noqa: E402 (FACEREG_LFW, else ../shared/data/lfw)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-LFW_DIR = Path(os.environ.get("FACEREG_LFW", REPO_ROOT.parent / "shared" / "data" / "lfw"))
 PERSON = "Colin_Powell"  # 236 images: each client gets its own genuine pair
 
 

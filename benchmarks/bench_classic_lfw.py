@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import cv2
 import numpy as np
 
 from trainer.data import Pairs, augmented_chips, training_dataset
-from trainer.evaluate import read_lfw_pairs, verification_report
+from trainer.evaluate import LFW_DIR, read_lfw_pairs, verification_report
 from trainer.model_io import ModelConfig
 from trainer.networks import backbone_spec, build_embedding, build_siamese
 from trainer.train import BATCH_SIZE, LEARNING_RATES
@@ -69,7 +68,7 @@ def main() -> None:
     from trainer.head import adam
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lfw", type=Path, default=Path(os.environ.get("FACEREG_LFW", "../shared/data/lfw")))
+    parser.add_argument("--lfw", type=Path, default=LFW_DIR)
     parser.add_argument("--pairs", type=int, default=3000, help="training pairs per class")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--minutes", type=float, default=20, help="training time budget")

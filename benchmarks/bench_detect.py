@@ -20,11 +20,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from trainer.evaluate import read_lfw_pairs  # noqa: E402
+from trainer.evaluate import LFW_DIR, read_lfw_pairs  # noqa: E402
 from trainer.faces import _mtcnn  # noqa: E402
 from trainer.images import load_image  # noqa: E402
 
-DEFAULT_LFW = Path(os.environ.get("FACEREG_LFW", ROOT.parent / "shared" / "data" / "lfw"))
 
 
 def per_image_ms(detector, images: list[np.ndarray]) -> float:
@@ -43,7 +42,7 @@ def main() -> None:
     from mtcnn import MTCNN
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lfw", type=Path, default=DEFAULT_LFW)
+    parser.add_argument("--lfw", type=Path, default=LFW_DIR)
     parser.add_argument("--images", type=int, default=40)
     args = parser.parse_args()
     pairs = read_lfw_pairs(args.lfw)[:: 6000 // args.images][: args.images]

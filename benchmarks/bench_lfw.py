@@ -19,17 +19,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from trainer.evaluate import align_pair_images, embed_pairs, evaluate_embeddings, read_lfw_pairs  # noqa: E402
+from trainer.evaluate import LFW_DIR, align_pair_images, embed_pairs, evaluate_embeddings, read_lfw_pairs  # noqa: E402
 from trainer.model_io import ModelConfig  # noqa: E402
 from trainer.verify import Verifier  # noqa: E402
 
-DEFAULT_LFW = Path(os.environ.get("FACEREG_LFW", Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw"))
 
 
 def main() -> None:
     """Run the benchmark and print a markdown table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lfw", type=Path, default=DEFAULT_LFW)
+    parser.add_argument("--lfw", type=Path, default=LFW_DIR)
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args()
 

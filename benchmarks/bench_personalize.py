@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer.data import FaceCache
-from trainer.evaluate import equal_error_rate, tar_at_far
+from trainer.evaluate import LFW_DIR, equal_error_rate, tar_at_far
 from trainer.model_io import ModelConfig
 from trainer.networks import backbone_spec, build_embedding, build_siamese
 from trainer.train import train
@@ -78,7 +78,7 @@ def untrained(backbone: str, seed: int) -> Verifier:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lfw", type=Path, default=Path(os.environ.get("FACEREG_LFW", "../shared/data/lfw")))
+    parser.add_argument("--lfw", type=Path, default=LFW_DIR)
     parser.add_argument("--users", type=int, default=5)
     parser.add_argument("--heldout", type=int, default=20, help="held-out test images per user")
     parser.add_argument("--backbones", default="dlib_resnet,classic")

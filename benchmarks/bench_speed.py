@@ -24,10 +24,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from trainer.evaluate import read_lfw_pairs  # noqa: E402
+from trainer.evaluate import LFW_DIR, read_lfw_pairs  # noqa: E402
 from trainer.verify import Verifier  # noqa: E402
 
-DEFAULT_LFW = Path(os.environ.get("FACEREG_LFW", ROOT.parent / "shared" / "data" / "lfw"))
 COLD_START = """
 import time, sys
 from trainer import Verifier
@@ -59,7 +58,7 @@ def cold_start(image1: Path, image2: Path) -> tuple[float, float]:
 def main() -> None:
     """Run the benchmark and print a markdown table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lfw", type=Path, default=DEFAULT_LFW)
+    parser.add_argument("--lfw", type=Path, default=LFW_DIR)
     parser.add_argument("--pairs", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()

@@ -22,6 +22,7 @@ import numpy as np
 
 from benchmarks.bench_personalize import devtrain_people, image, link_dataset
 from trainer.data import Pairs, augmented_chips, random_views, training_dataset
+from trainer.evaluate import LFW_DIR
 from trainer.train import BATCH_SIZE, LEARNING_RATES, train
 
 USER = "George_W_Bush"
@@ -71,7 +72,7 @@ def throughput(mode: str, unfreeze: int = 2) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lfw", type=Path, default=Path(os.environ.get("FACEREG_LFW", "../shared/data/lfw")))
+    parser.add_argument("--lfw", type=Path, default=LFW_DIR)
     parser.add_argument("--epochs", type=int, default=30)
     args = parser.parse_args()
 

@@ -1,15 +1,15 @@
 """Shared pytest fixtures: where LFW lives, and a small fixed subset of it for tests."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from trainer.evaluate import LFW_DIR  # FACEREG_LFW, else ../shared/data/lfw
+
 pytest_plugins = ["tests.hub_fixture"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-LFW_DIR = Path(os.environ.get("FACEREG_LFW", REPO_ROOT.parent / "shared" / "data" / "lfw"))
 LFW_SKIP_REASON = (
     f"LFW not found at {LFW_DIR}: set FACEREG_LFW to a folder holding LFW's images/ "
     "(deep-funneled, images/<Name>/<Name>_<NNNN>.jpg) and pairs*.txt"

@@ -1,6 +1,7 @@
 """Verification metrics: pair lists, 10-fold accuracy, ROC AUC, EER, TAR at FAR, threshold sweeps."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -8,6 +9,10 @@ import numpy as np
 from sklearn import metrics as skm
 
 from .errors import FaceRegError
+
+
+# Where LFW lives: $FACEREG_LFW, else ../shared/data/lfw beside the repository. Tests and benchmarks use this.
+LFW_DIR = Path(os.environ.get("FACEREG_LFW", Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw"))
 
 
 class PairsFormatError(FaceRegError):
