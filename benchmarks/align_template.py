@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from trainer.evaluate import LFW_DIR, read_lfw_pairs
-from trainer.faces import Face, align_face, arcface_template, face_locations
+from trainer.faces import Face, align_face, arcface_template, central_face, face_locations
 from trainer.images import load_image
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -42,14 +42,6 @@ def subsample(pairs: list[Pair], count: int) -> list[Pair]:
         group = [pair for pair in pairs if pair[2] == same]
         picked += [group[i] for i in np.linspace(0, len(group) - 1, count // 2).round().astype(int)]
     return picked
-
-
-def central_face(image: np.ndarray) -> Face | None:
-    """The MTCNN face nearest the image centre (LFW's subject), or None."""
-    centre = np.array(image.shape[1::-1]) / 2
-    faces = face_locations(image)
-    distance = lambda f: np.linalg.norm(np.array(f.box[:2]) + np.array(f.box[2:]) / 2 - centre)  # noqa: E731
-    return min(faces, key=distance, default=None)
 
 
 def dlib_chip_matrix(image: np.ndarray, face: Face, predictor: dlib.shape_predictor) -> np.ndarray:
@@ -89,7 +81,8 @@ class Bench:
         """The pairs whose two images both have a face (detecting images not seen yet)."""
         for path in sorted({p for a, b, _ in pairs for p in (a, b)} - self.faces.keys()):
             image = load_image(path)
-            self.faces[path] = central_face(image)
+            faces = face_locations(image)
+            self.faces[path] = central_face(faces, image.shape) if faces else None
             if self.faces[path] is not None:
                 self.images[path] = image
                 self.dlib_matrices[path] = dlib_chip_matrix(image, self.faces[path], self.predictor)

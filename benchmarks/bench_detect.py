@@ -3,7 +3,7 @@
     python benchmarks/bench_detect.py [--images 40]
 
 Both detectors run on the same LFW images (250 x 250) in this process, after one warm-up call each; the table
-gives medians.
+gives medians. The last row detects the two images of a pair in one call, as `Verifier.verify` does.
 """
 from __future__ import annotations
 
@@ -26,14 +26,15 @@ from trainer.images import load_image  # noqa: E402
 
 
 
-def per_image_ms(detector, images: list[np.ndarray]) -> float:
-    """Median milliseconds of one `detect_faces` call, after a warm-up."""
-    detector.detect_faces(images[0], output_type="numpy")
+def per_image_ms(detector, images: list[np.ndarray], per_call: int = 1) -> float:
+    """Median milliseconds per image of `detect_faces` on `per_call` images at a time, after a warm-up."""
+    calls = [images[i : i + per_call] for i in range(0, len(images) - per_call + 1, per_call)]
+    detector.detect_faces(calls[0], output_type="numpy")
     times = []
-    for image in images:
+    for batch in calls:
         start = time.perf_counter()
-        detector.detect_faces(image, output_type="numpy")
-        times.append(1000 * (time.perf_counter() - start))
+        detector.detect_faces(batch, output_type="numpy")
+        times.append(1000 * (time.perf_counter() - start) / per_call)
     return statistics.median(times)
 
 
@@ -49,10 +50,13 @@ def main() -> None:
     images = [load_image(p.path1).astype(np.float32) for p in pairs]
     eager = per_image_ms(MTCNN(), images)
     compiled = per_image_ms(_mtcnn(), images)
+    paired = per_image_ms(_mtcnn(), images, per_call=2)
     print(f"\n| MTCNN on {len(images)} LFW images (median per image, {os.cpu_count()}-core CPU) | ms |")
     print("|---|---|")
     print(f"| eager, as the `mtcnn` package runs it | {eager:.1f} |")
     print(f"| compiled with `tf.function` (trainer.faces) | {compiled:.1f} ({eager / compiled:.1f}x faster) |")
+    print(f"| compiled, the two images of a pair in one call (Verifier.verify) | {paired:.1f} "
+          f"({eager / paired:.1f}x faster) |")
 
 
 if __name__ == "__main__":

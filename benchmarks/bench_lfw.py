@@ -5,7 +5,8 @@
 Protocol: all 6,000 pairs of View 2 (`pairs.txt`), 10 folds, accuracy mean +/- std over the folds with the
 threshold chosen on the other 9 folds. The default model's head was trained on View 1 DevTrain pairs only
 (as LFW's rules allow); the backbone (dlib's ResNet) was trained by dlib's author on data that is not LFW.
-Each image is detected and aligned once; both rows score the same chips.
+Each image is detected and aligned once; both rows score the same chips. In an image with several faces the one
+nearest the centre is used, since LFW's images are crops centred on their subject (`evaluate --lfw` does the same).
 """
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ def main() -> None:
     plain = Verifier(default.model, ModelConfig(default.config.backbone, flip=False))
     start = time.perf_counter()
     aligned = align_pair_images(
-        default, pairs, progress=lambda i, n: print(f"\raligned {i}/{n}", end="", file=sys.stderr, flush=True)
+        default, pairs, progress=lambda i, n: print(f"\raligned {i}/{n}", end="", file=sys.stderr, flush=True),
+        on_multiple="central",
     )
     print(f"\naligned {len(aligned.paths)} images in {time.perf_counter() - start:.0f} s", file=sys.stderr)
 
@@ -53,7 +55,8 @@ def main() -> None:
         print(f"| {name} | {100 * r['accuracy_mean']:.2f} +/- {100 * r['accuracy_std']:.2f} % | {r['auc']:.5f} | "
               f"{100 * r['eer']:.2f} % | {100 * r['tar_at_far_1e-3']:.2f} % | {at_threshold} |")
     print(f"\nImages without a detected face: {rows[0][1]['no_face']} of {rows[0][1]['images']} "
-          f"({rows[0][1]['no_face_policy']}).")
+          f"({rows[0][1]['no_face_policy']}). Images with several faces: {rows[0][1]['several_faces']} "
+          f"(the face nearest the image centre is used: LFW images are crops centred on their subject).")
     if args.json_out:
         args.json_out.write_text(json.dumps({name: r for name, r in rows}, indent=1))
 

@@ -13,7 +13,7 @@ from tests.conftest import lfw_image
 from tests.test_images import exif_rotated_jpeg
 from trainer import faces
 from trainer.errors import MultipleFacesError, NoFaceError
-from trainer.faces import TEMPLATE, Face, align_face, extract_face, face_locations
+from trainer.faces import TEMPLATE, Face, align_face, extract_face, face_locations, face_locations_batch
 from trainer.images import load_image
 
 PEOPLE = ("Aaron_Eckhart", "AJ_Cook", "Abdullah_Gul", "Angelina_Jolie", "Ariel_Sharon", "Serena_Williams")
@@ -79,7 +79,7 @@ def test_unknown_detector_and_policy_are_named() -> None:
     image = np.zeros((50, 50, 3), np.uint8)
     with pytest.raises(ValueError, match="'dlib'.*mtcnn, haar"):
         face_locations(image, detector="dlib")
-    with pytest.raises(ValueError, match="'first'.*largest, error"):
+    with pytest.raises(ValueError, match="'first'.*largest, central, error"):
         extract_face(image, 150, on_multiple="first")
 
 
@@ -124,3 +124,24 @@ def test_several_faces_largest_policy_or_error(lfw_faces: list[np.ndarray]) -> N
     assert result.faces_found == 2 and result.face.box[0] > 250
     with pytest.raises(MultipleFacesError, match="group.jpg: 2 faces"):
         extract_face(canvas, 150, name="group.jpg", on_multiple="error")
+
+
+def test_central_policy_picks_the_face_nearest_the_centre(lfw_faces: list[np.ndarray]) -> None:
+    canvas = np.full((400, 1000, 3), 255, np.uint8)
+    canvas[75:325, 300:550] = lfw_faces[0]  # small face near the centre (x = 500)
+    canvas[:, 600:] = cv2.resize(lfw_faces[1], (400, 400))  # large face off to the right
+    assert extract_face(canvas, 150).face.box[0] > 600
+    central = extract_face(canvas, 150, on_multiple="central")
+    assert central.faces_found == 2 and 300 < central.face.box[0] < 550
+
+
+def test_batched_detection_matches_one_by_one(lfw_faces: list[np.ndarray]) -> None:
+    blank = np.full(lfw_faces[0].shape, 128, np.uint8)
+    images = [lfw_faces[0], blank, lfw_faces[1], lfw_faces[2][::2, ::2].copy()]  # two sizes, one without a face
+    batched = face_locations_batch(images)
+    assert [len(faces) for faces in batched] == [len(face_locations(image)) for image in images]
+    assert batched[1] == [] and all(batched[i] for i in (0, 2, 3))
+    for image, faces in zip(images, batched):
+        for one, many in zip(face_locations(image), faces):
+            assert one.box == many.box
+            np.testing.assert_allclose(one.landmarks, many.landmarks, atol=1e-3)

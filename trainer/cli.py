@@ -32,7 +32,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a model on a pairs file."""
-    from .evaluate import embed_pairs, evaluate_embeddings, read_lfw_pairs, read_pairs_tsv
+    from .evaluate import align_pair_images, embed_pairs, evaluate_embeddings, read_lfw_pairs, read_pairs_tsv
 
     if args.lfw:
         pairs = read_lfw_pairs(args.lfw)
@@ -43,9 +43,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     verifier = _load_verifier(args)
 
     def progress(done: int, total: int) -> None:
-        print(f"\rembedded {done}/{total} images", end="", file=sys.stderr, flush=True)
+        print(f"\raligned {done}/{total} images", end="", file=sys.stderr, flush=True)
 
-    embedded = embed_pairs(verifier, pairs, progress=None if args.json else progress)
+    on_multiple = args.on_multiple or ("central" if args.lfw else "largest")
+    aligned = align_pair_images(verifier, pairs, None if args.json else progress, on_multiple=on_multiple)
+    embedded = embed_pairs(verifier, pairs, aligned)
     report = evaluate_embeddings(verifier, embedded, args.metric)
     report.setdefault("accuracy_at_threshold", None)
     report.setdefault("accuracy_mean", None)
@@ -63,6 +65,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"ROC AUC {report['auc']:.5f}, EER {100 * report['eer']:.2f} %, "
           f"TAR at FAR 1e-3 {100 * report['tar_at_far_1e-3']:.2f} %")
     print(f"images without a detected face: {report['no_face']} of {report['images']} ({report['no_face_policy']})")
+    print(f"images with several faces: {report['several_faces']} ({report['several_faces_policy']} was used)")
     return 0
 
 
@@ -124,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--lfw", type=Path, help="LFW folder: evaluate on its View 2 pairs.txt")
     evaluate.add_argument("--metric", choices=["head", "euclidean"], default="head",
                           help="score pairs with the model's head (default) or plain Euclidean distance")
+    evaluate.add_argument("--on-multiple", choices=["largest", "central"],
+                          help="face used in images with several: the largest (default), or the one nearest the "
+                               "centre (default with --lfw: LFW images are crops centred on their subject)")
     evaluate.set_defaults(func=cmd_evaluate)
 
     fit = sub.add_parser("fit-default", help="retrain the embedded default head on LFW View 1 DevTrain")

@@ -59,8 +59,10 @@ def fit_default_head(
     embedding = build_embedding(BACKBONE)
     detector = Verifier(build_siamese(embedding), ModelConfig(BACKBONE))
     log("detecting and aligning the View 1 images")
+    # LFW images are crops centred on their subject: in an image with several faces, the central one is the subject.
     aligned = align_pair_images(
-        detector, train_pairs + test_pairs, progress=lambda i, n: log(f"aligned {i}/{n}") if i % 1000 == 0 else None
+        detector, train_pairs + test_pairs, progress=lambda i, n: log(f"aligned {i}/{n}") if i % 1000 == 0 else None,
+        on_multiple="central",
     )
 
     candidates = []
@@ -95,6 +97,8 @@ def fit_default_head(
         "training": {
             "data": TRAINING_DATA,
             "images_without_detected_face": len(aligned.no_face),
+            "images_with_several_faces": aligned.several_faces,
+            "face_used_in_images_with_several": "central",
             "epochs": epochs,
             "learning_rate": learning_rate,
             "seed": seed,

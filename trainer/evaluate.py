@@ -154,6 +154,9 @@ def threshold_sweep(scores: np.ndarray, labels: np.ndarray, target_far: float | 
     return float(thresholds[int(np.argmax(f1))])
 
 
+DETECT_BATCH = 4  # images detected per MTCNN call when aligning pair lists (same-size images share a call)
+
+
 @dataclass
 class AlignedImages:
     """Every image of a pair list once, aligned to face chips, and those where no face was found."""
@@ -161,6 +164,8 @@ class AlignedImages:
     paths: list[Path]
     chips: np.ndarray
     no_face: list[str]
+    several_faces: int = 0
+    on_multiple: str = "largest"
 
 
 @dataclass
@@ -173,18 +178,25 @@ class PairEmbeddings:
     folds: np.ndarray
     images: int
     no_face: list[str]
+    several_faces: int = 0
+    on_multiple: str = "largest"
 
 
-def align_pair_images(verifier, pairs: list[Pair], progress=None) -> AlignedImages:
-    """Detect and align every image of a pair list once (no face: aligned from a central crop)."""
+def align_pair_images(verifier, pairs: list[Pair], progress=None, on_multiple: str = "largest") -> AlignedImages:
+    """Detect and align every image of a pair list once (no face: aligned from a central crop).
+
+    `on_multiple` picks the face of an image with several: "largest" as in verification, or "central" for
+    datasets of crops centred on their subject (LFW: "detected and centered" by its construction).
+    """
     paths = sorted({p for pair in pairs for p in (pair.path1, pair.path2)})
     found = []
-    for i, path in enumerate(paths, 1):
-        found.append(verifier.detect(path, on_no_face="center"))
-        if progress is not None and (i % 100 == 0 or i == len(paths)):
-            progress(i, len(paths))
+    for start in range(0, len(paths), DETECT_BATCH):
+        found += verifier.detect_many(paths[start : start + DETECT_BATCH], on_no_face="center", on_multiple=on_multiple)
+        if progress is not None and (len(found) % 100 == 0 or len(found) == len(paths)):
+            progress(len(found), len(paths))
     no_face = [str(p) for p, f in zip(paths, found) if f.faces_found == 0]
-    return AlignedImages(paths, np.stack([f.chip for f in found]), no_face)
+    several = sum(f.faces_found > 1 for f in found)
+    return AlignedImages(paths, np.stack([f.chip for f in found]), no_face, several, on_multiple)
 
 
 def embed_pairs(verifier, pairs: list[Pair], aligned: AlignedImages | None = None, progress=None) -> PairEmbeddings:
@@ -199,6 +211,8 @@ def embed_pairs(verifier, pairs: list[Pair], aligned: AlignedImages | None = Non
         folds=np.array([p.fold for p in pairs]),
         images=len(aligned.paths),
         no_face=aligned.no_face,
+        several_faces=aligned.several_faces,
+        on_multiple=aligned.on_multiple,
     )
 
 
@@ -220,5 +234,7 @@ def evaluate_embeddings(verifier, e: PairEmbeddings, metric: str = "head") -> di
         images=e.images,
         no_face=len(e.no_face),
         no_face_policy="aligned from a central crop of the image (half its width and height)",
+        several_faces=e.several_faces,
+        several_faces_policy=f"the {e.on_multiple} face",
     )
     return report

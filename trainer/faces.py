@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import cv2
 import numpy as np
@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 
 MAX_DETECT_SIDE = 1024
 BOX_MARGIN = 0.1  # Haar boxes (no landmarks) are widened by this fraction of their size on each side.
-ON_MULTIPLE = ("largest", "error")
+# What to do when an image holds several faces: use the largest; use the one nearest the image centre (for
+# datasets of crops centred on their subject, such as LFW); or raise MultipleFacesError.
+ON_MULTIPLE = ("largest", "central", "error")
 
 # ArcFace's 5-point template for 112 x 112 chips: left eye, right eye, nose, mouth left, mouth right.
 ARCFACE_TEMPLATE_112 = np.array(
@@ -89,41 +91,71 @@ def _haar() -> cv2.CascadeClassifier:
     return cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
 
 
-def _detect_mtcnn(image: np.ndarray, min_confidence: float) -> list[Face]:
-    """MTCNN faces with landmarks (left eye, right eye, nose, mouth left, mouth right)."""
-    rows = _mtcnn().detect_faces(image.astype(np.float32), output_type="numpy", threshold_onet=min_confidence)
-    return [
-        Face(
-            box=tuple(int(round(v)) for v in row[1:5]),
-            landmarks=np.stack([row[6:11], row[11:16]], axis=1).astype(np.float32),
-            confidence=float(row[5]),
-        )
-        for row in rows
-    ]
+def _detect_mtcnn(images: list[np.ndarray], min_confidence: float) -> list[list[Face]]:
+    """MTCNN faces with landmarks (left eye, right eye, nose, mouth left, mouth right) in each image.
+
+    Images of the same shape go through the networks together, in one call; results match one-by-one calls.
+    (Images of different shapes are not mixed: mtcnn would pad them, which moves landmarks by about a pixel.)
+    """
+    found: list[list[Face]] = [[] for _ in images]
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, image in enumerate(images):
+        by_shape.setdefault(image.shape, []).append(i)
+    for indices in by_shape.values():
+        batch = [images[i].astype(np.float32) for i in indices]
+        rows = _mtcnn().detect_faces(batch, output_type="numpy", threshold_onet=min_confidence)
+        for row in rows:
+            found[indices[int(row[0])]].append(
+                Face(
+                    box=tuple(int(round(v)) for v in row[1:5]),
+                    landmarks=np.stack([row[6:11], row[11:16]], axis=1).astype(np.float32),
+                    confidence=float(row[5]),
+                )
+            )
+    return found
 
 
-def _detect_haar(image: np.ndarray, min_confidence: float) -> list[Face]:
+def _detect_haar(images: list[np.ndarray], min_confidence: float) -> list[list[Face]]:
     """Haar cascade faces: no landmarks, and confidence 1.0 (the cascade gives no calibrated score)."""
-    gray = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
-    boxes = _haar().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(30, 30))
-    return [Face(box=tuple(int(v) for v in box), landmarks=None, confidence=1.0) for box in boxes]
+    found = []
+    for image in images:
+        gray = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
+        boxes = _haar().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(30, 30))
+        found.append([Face(box=tuple(int(v) for v in box), landmarks=None, confidence=1.0) for box in boxes])
+    return found
 
 
-DETECTORS: dict[str, Callable[[np.ndarray, float], list[Face]]] = {"mtcnn": _detect_mtcnn, "haar": _detect_haar}
+DETECTORS: dict[str, Callable[[list[np.ndarray], float], list[list[Face]]]] = {
+    "mtcnn": _detect_mtcnn,
+    "haar": _detect_haar,
+}
 
 
 def face_locations(image: np.ndarray, detector: str = "mtcnn", min_confidence: float = 0.9) -> list[Face]:
     """Faces in an H x W x 3 uint8 RGB image, largest first, in full-resolution pixels."""
+    return face_locations_batch([image], detector, min_confidence)[0]
+
+
+def face_locations_batch(
+    images: Sequence[np.ndarray], detector: str = "mtcnn", min_confidence: float = 0.9
+) -> list[list[Face]]:
+    """Faces in each of several RGB images, largest first; same-size images are detected in one call."""
     if detector not in DETECTORS:
         raise ValueError(f"unknown face detector {detector!r}; known detectors: {', '.join(DETECTORS)}")
-    height, width = image.shape[:2]
-    ratio = min(1.0, MAX_DETECT_SIDE / max(height, width))
-    small = image
-    if ratio < 1.0:
-        small = cv2.resize(image, (round(width * ratio), round(height * ratio)), interpolation=cv2.INTER_AREA)
-    scale = np.array([width / small.shape[1], height / small.shape[0]], np.float32)
-    faces = [_rescaled(face, scale) for face in DETECTORS[detector](small, min_confidence)]
-    return sorted(faces, key=lambda face: face.box[2] * face.box[3], reverse=True)
+    smalls, scales = [], []
+    for image in images:
+        height, width = image.shape[:2]
+        ratio = min(1.0, MAX_DETECT_SIDE / max(height, width))
+        small = image
+        if ratio < 1.0:
+            small = cv2.resize(image, (round(width * ratio), round(height * ratio)), interpolation=cv2.INTER_AREA)
+        smalls.append(small)
+        scales.append(np.array([width / small.shape[1], height / small.shape[0]], np.float32))
+    found = DETECTORS[detector](smalls, min_confidence) if smalls else []
+    return [
+        sorted((_rescaled(face, scale) for face in faces), key=lambda face: face.box[2] * face.box[3], reverse=True)
+        for faces, scale in zip(found, scales)
+    ]
 
 
 def _rescaled(face: Face, scale: np.ndarray) -> Face:
@@ -161,16 +193,29 @@ def _warp(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 
+def central_face(faces: list[Face], image_shape: tuple[int, ...]) -> Face:
+    """The face whose box centre lies nearest the centre of the image."""
+    centre = np.array(image_shape[1::-1], np.float64) / 2
+    return min(faces, key=lambda f: np.hypot(*(np.array(f.box[:2]) + np.array(f.box[2:]) / 2 - centre)))
+
+
 def extract_face(
     image: np.ndarray, size: int, detector: str = "mtcnn", name: str | None = None, on_multiple: str = "largest"
 ) -> FaceChip:
-    """Detect, pick (largest, or error on several) and align one face of an image into a size x size chip."""
+    """Detect, pick one face (largest, central, or error on several) and align it into a size x size chip."""
+    return pick_face(image, face_locations(image, detector), size, name, on_multiple)
+
+
+def pick_face(
+    image: np.ndarray, faces: list[Face], size: int, name: str | None = None, on_multiple: str = "largest"
+) -> FaceChip:
+    """Pick one of an image's detected faces (largest first) by the `on_multiple` policy and align it."""
     if on_multiple not in ON_MULTIPLE:
         raise ValueError(f"unknown on_multiple policy {on_multiple!r}; known policies: {', '.join(ON_MULTIPLE)}")
     label = name or "<array>"
-    faces = face_locations(image, detector)
     if not faces:
-        raise NoFaceError(f"{label}: no face found (detector {detector!r}); use a clear, frontal photo of one face")
+        raise NoFaceError(f"{label}: no face found; use a clear, frontal photo of one face")
     if len(faces) > 1 and on_multiple == "error":
         raise MultipleFacesError(f"{label}: {len(faces)} faces found where exactly one is required")
-    return FaceChip(chip=align_face(image, faces[0], size), face=faces[0], faces_found=len(faces))
+    face = central_face(faces, image.shape) if on_multiple == "central" else faces[0]
+    return FaceChip(chip=align_face(image, face, size), face=face, faces_found=len(faces))
