@@ -16,7 +16,7 @@ _EXPORTS = {
     "errors": ["FaceRegError", "ImageDecodeError", "NoFaceError", "MultipleFacesError",
                "UnknownBackboneError", "ModelFormatError", "DatasetError"],
     "images": ["load_image"],
-    "faces": ["Face", "FaceChip", "face_locations", "align_face", "extract_face"],
+    "faces": ["Face", "FaceChip", "face_locations", "face_locations_batch", "align_face", "pick_face", "extract_face"],
     "networks": ["BACKBONES", "backbone_spec", "build_classic_embedding", "build_embedding", "build_siamese",
                  "L1Distance"],
     "model_io": ["ModelConfig", "load_model_dir", "save_model_dir"],
