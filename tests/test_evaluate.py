@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from tests.conftest import lfw_image, needs_lfw
+
 from trainer.evaluate import (
     PairsFormatError,
     best_accuracy_threshold,
@@ -87,3 +89,28 @@ def test_read_lfw_view2_pairs(lfw_dir):
     assert all(p.path1.is_file() and p.path2.is_file() for p in pairs[:50] + pairs[-50:])
     dev = read_lfw_pairs(lfw_dir, "pairsDevTrain.txt")
     assert len(dev) == 2200 and {p.fold for p in dev} == {0}
+
+
+@needs_lfw
+def test_align_pair_images_central_policy_uses_the_subject(tmp_path, lfw_dir):
+    """An LFW-like crop with a larger face beside its subject: `central` embeds the subject, `largest` the other."""
+    import cv2
+
+    from trainer.evaluate import Pair, align_pair_images, embed_pairs, euclidean_scores
+    from trainer.images import load_image
+    from trainer.verify import Verifier
+
+    subject, other = load_image(lfw_image("Colin_Powell", 1)), load_image(lfw_image("Tony_Blair", 1))
+    canvas = np.full((400, 1000, 3), 255, np.uint8)
+    canvas[75:325, 375:625] = subject  # centred
+    canvas[:, 640:] = cv2.resize(other, (360, 400))[:, :360]  # larger, off to the right
+    crowded = tmp_path / "crowded.png"
+    cv2.imwrite(str(crowded), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+    pairs = [Pair(crowded, lfw_image("Colin_Powell", 2), True, 0)]
+    verifier = Verifier.default()
+    distances = {}
+    for policy in ("largest", "central"):
+        aligned = align_pair_images(verifier, pairs, on_multiple=policy)
+        assert aligned.several_faces == 1 and aligned.on_multiple == policy
+        distances[policy] = -euclidean_scores(embed_pairs(verifier, pairs, aligned))[0]
+    assert distances["central"] < 0.6 < distances["largest"]
