@@ -73,7 +73,8 @@ def cmd_fit_default(args: argparse.Namespace) -> int:
     """Retrain the embedded default head on LFW View 1."""
     from .default_model import fit_default_head
 
-    fit_default_head(args.lfw, epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed)
+    options = {"epochs": args.epochs, "learning_rate": args.learning_rate}
+    fit_default_head(args.lfw, seed=args.seed, **{k: v for k, v in options.items() if v is not None})
     return 0
 
 
@@ -134,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = sub.add_parser("fit-default", help="retrain the embedded default head on LFW View 1 DevTrain")
     fit.add_argument("--lfw", type=Path, required=True)
-    fit.add_argument("--epochs", type=int, default=300)
-    fit.add_argument("--learning-rate", type=float, default=0.05)
+    fit.add_argument("--epochs", type=int, help="default: HEAD_EPOCHS in trainer/default_model.py")
+    fit.add_argument("--learning-rate", type=float, help="default: HEAD_LEARNING_RATE in trainer/default_model.py")
     fit.add_argument("--seed", type=int, default=0)
     fit.set_defaults(func=cmd_fit_default)
 

@@ -22,6 +22,7 @@ HEAD_FILE = Path(__file__).parent / "default_model" / "head.json"
 BACKBONE = "dlib_resnet"
 TRAINING_DATA = "LFW View 1 DevTrain (pairsDevTrain.txt)"
 REPRODUCE = "python -m trainer fit-default --lfw ../shared/data/lfw"
+HEAD_EPOCHS, HEAD_LEARNING_RATE, HEAD_BATCH_SIZE = 300, 0.05, 128  # how the default head is trained
 
 
 def load_default_model(head_file: Path = HEAD_FILE) -> tuple[keras.Model, ModelConfig]:
@@ -46,8 +47,8 @@ def fit_default_head(
     lfw_dir: str | Path,
     out_file: Path = HEAD_FILE,
     *,
-    epochs: int = 300,
-    learning_rate: float = 0.05,
+    epochs: int = HEAD_EPOCHS,
+    learning_rate: float = HEAD_LEARNING_RATE,
     seed: int = 0,
     log: Callable[[str], None] = print,
 ) -> dict:
@@ -71,7 +72,7 @@ def fit_default_head(
         verifier = Verifier(model, ModelConfig(BACKBONE, flip=flip))
         train = embed_pairs(verifier, train_pairs, aligned)
         test = embed_pairs(verifier, test_pairs, aligned)
-        fit_head(model, train.a, train.b, train.labels, epochs=epochs, batch_size=128,
+        fit_head(model, train.a, train.b, train.labels, epochs=epochs, batch_size=HEAD_BATCH_SIZE,
                  learning_rate=learning_rate, seed=seed, verbose=0)
         threshold = best_accuracy_threshold(verifier.score(train.a, train.b), train.labels)
         report = verification_report(verifier.score(test.a, test.b), test.labels, threshold=threshold)
