@@ -3,7 +3,7 @@
     python benchmarks/bench_speed.py [--pairs 10] [--repeats 3]
 
 Rows (medians): end to end for one pair from two image files (decode, detect, align, embed, head), the
-same for `face_recognition` (dlib HOG detector + 5-point landmarks + the same ResNet, `face_encodings` on
+same for `face_recognition` (the two pipelines alternate pair by pair) (dlib HOG detector + 5-point landmarks + the same ResNet, `face_encodings` on
 both files and `face_distance`), embedding alone at batch 1 and 32, and, in fresh processes, the cold start
 from `python` to the first verification and that process's peak memory (max RSS).
 Needs `pip install -r requirements-bench.txt` and `pip install --no-deps face_recognition` for the peer.
@@ -69,18 +69,20 @@ def main() -> None:
     verifier = Verifier.default()
     verifier.verify(*pairs[0])  # compile once; cold start is measured separately below
 
-    def ours() -> None:
-        for a, b in pairs:
-            verifier.verify(a, b)
+    def ours(a: Path, b: Path) -> None:
+        verifier.verify(a, b)
 
-    def theirs() -> None:
-        for a, b in pairs:
-            encodings = [face_recognition.face_encodings(face_recognition.load_image_file(p))[:1] for p in (a, b)]
-            if all(encodings):
-                face_recognition.face_distance(encodings[0], encodings[1][0])
+    def theirs(a: Path, b: Path) -> None:
+        encodings = [face_recognition.face_encodings(face_recognition.load_image_file(p))[:1] for p in (a, b)]
+        if all(encodings):
+            face_recognition.face_distance(encodings[0], encodings[1][0])
 
-    ours_ms = [t / len(pairs) for t in timed(ours, args.repeats)]
-    theirs_ms = [t / len(pairs) for t in timed(theirs, args.repeats)]
+    # Interleaved pair by pair, so that a drift in the machine's speed affects both pipelines alike.
+    ours_ms, theirs_ms = [], []
+    for _ in range(args.repeats):
+        for a, b in pairs:
+            ours_ms += timed(lambda: ours(a, b), 1)
+            theirs_ms += timed(lambda: theirs(a, b), 1)
     chips = np.stack([verifier.detect(p).chip for p in {p for pair in pairs for p in pair}][:32])
     chips = np.concatenate([chips] * (32 // len(chips) + 1))[:32]
     verifier.embed_chips(chips)

@@ -1,10 +1,12 @@
-"""The default model's choices, measured on LFW View 1 only: which face of a crowded image, and test-time flip.
+"""The default model's choices, measured on LFW View 1 only: which face of a crowded image, test-time flip, and
+MTCNN's minimum face size.
 
     python -m benchmarks.view1_choices [--lfw ../shared/data/lfw]
 
-Every View 1 image (DevTrain and DevTest) is detected once; for each face policy (the largest face, as in
-verification, or the one nearest the image centre, since LFW's images are crops centred on their subject) and
-with and without test-time flip, the table gives:
+Every View 1 image (DevTrain and DevTest) is detected once per minimum face size; for each face policy (the
+largest face, as in verification, or the one nearest the image centre, since LFW's images are crops centred on
+their subject), with and without test-time flip, and (central face, flip) for each minimum face size, the table
+gives:
 - the backbone with Euclidean distance: accuracy and ROC AUC on DevTrain at its best threshold, and on DevTest
   at the threshold chosen on DevTrain;
 - a head trained on DevTrain as `python -m trainer fit-default` trains it: DevTest accuracy at the threshold
@@ -40,16 +42,18 @@ from trainer.model_io import ModelConfig  # noqa: E402
 from trainer.networks import build_embedding, build_siamese  # noqa: E402
 from trainer.verify import Verifier, center_face  # noqa: E402
 
-POLICIES = ("largest", "central")
+MIN_FACE_SIZES = (20, 40)
+# (face used, test-time flip, MTCNN's minimum face size)
+VARIANTS = [(policy, flip, 20) for policy in ("largest", "central") for flip in (False, True)] + [("central", True, 40)]
 
 
-def detect_all(paths: list[Path]) -> dict[Path, tuple[np.ndarray, list]]:
+def detect_all(paths: list[Path], min_face_size: int) -> dict[Path, tuple[np.ndarray, list]]:
     """Each image and every face MTCNN finds in it, detected once."""
     found = {}
     for start in range(0, len(paths), DETECT_BATCH):
         chunk = paths[start : start + DETECT_BATCH]
         images = [load_image(p) for p in chunk]
-        for path, image, faces in zip(chunk, images, face_locations_batch(images)):
+        for path, image, faces in zip(chunk, images, face_locations_batch(images, min_face_size=min_face_size)):
             found[path] = (image, faces)
     return found
 
@@ -76,39 +80,41 @@ def main() -> None:
     train = read_lfw_pairs(args.lfw, "pairsDevTrain.txt")
     test = read_lfw_pairs(args.lfw, "pairsDevTest.txt")
     paths = sorted({p for pair in train + test for p in (pair.path1, pair.path2)})
-    found = detect_all(paths)
-    several = sum(len(faces) > 1 for _, faces in found.values())
-    print(f"detected {len(paths)} View 1 images ({several} with several faces) in "
-          f"{time.perf_counter() - started:.0f} s", flush=True)
+    found, several = {}, {}
+    for size in MIN_FACE_SIZES:
+        begun = time.perf_counter()
+        found[size] = detect_all(paths, size)
+        several[size] = sum(len(faces) > 1 for _, faces in found[size].values())
+        print(f"min face {size} px: detected {len(paths)} View 1 images ({several[size]} with several faces) in "
+              f"{time.perf_counter() - begun:.0f} s", flush=True)
 
     embedding = build_embedding(BACKBONE)
     n = len(train)
     rows = []
-    for policy in POLICIES:
-        for flip in (False, True):
-            model = build_siamese(embedding)
-            verifier = Verifier(model, ModelConfig(BACKBONE, flip=flip))
-            e = embed_pairs(verifier, train + test, aligned_by(found, paths, policy, verifier.spec.input_size))
-            distance = euclidean_scores(e)
-            t = best_accuracy_threshold(distance[:n], e.labels[:n])
-            e_train = verification_report(distance[:n], e.labels[:n], threshold=t)
-            e_test = verification_report(distance[n:], e.labels[n:], threshold=t)
-            fit_head(model, e.a[:n], e.b[:n], e.labels[:n], epochs=HEAD_EPOCHS, batch_size=HEAD_BATCH_SIZE,
-                     learning_rate=HEAD_LEARNING_RATE, seed=0, verbose=0)
-            scores = verifier.score(e.a, e.b)
-            t = best_accuracy_threshold(scores[:n], e.labels[:n])
-            h_test = verification_report(scores[n:], e.labels[n:], threshold=t)
-            rows.append((policy, flip, e_train, e_test, h_test))
-            print(f"{policy}, flip={flip}: done ({time.perf_counter() - started:.0f} s)", flush=True)
+    for policy, flip, size in VARIANTS:
+        model = build_siamese(embedding)
+        verifier = Verifier(model, ModelConfig(BACKBONE, flip=flip))
+        e = embed_pairs(verifier, train + test, aligned_by(found[size], paths, policy, verifier.spec.input_size))
+        distance = euclidean_scores(e)
+        t = best_accuracy_threshold(distance[:n], e.labels[:n])
+        e_train = verification_report(distance[:n], e.labels[:n], threshold=t)
+        e_test = verification_report(distance[n:], e.labels[n:], threshold=t)
+        fit_head(model, e.a[:n], e.b[:n], e.labels[:n], epochs=HEAD_EPOCHS, batch_size=HEAD_BATCH_SIZE,
+                 learning_rate=HEAD_LEARNING_RATE, seed=0, verbose=0)
+        scores = verifier.score(e.a, e.b)
+        t = best_accuracy_threshold(scores[:n], e.labels[:n])
+        h_test = verification_report(scores[n:], e.labels[n:], threshold=t)
+        rows.append((policy, flip, size, e_train, e_test, h_test))
+        print(f"{policy}, flip={flip}, min face {size}: done ({time.perf_counter() - started:.0f} s)", flush=True)
 
-    print("\n| face used | flip | Euclidean, DevTrain acc. / AUC | Euclidean, DevTest acc. / AUC "
+    print("\n| face used | flip | min face | Euclidean, DevTrain acc. / AUC | Euclidean, DevTest acc. / AUC "
           "| head, DevTest acc. / AUC |")
-    print("|---|---|---|---|---|")
-    for policy, flip, e_train, e_test, h_test in rows:
+    print("|---|---|---|---|---|---|")
+    for policy, flip, size, e_train, e_test, h_test in rows:
         cells = [f"{100 * r['accuracy_at_threshold']:.2f} % / {r['auc']:.5f}" for r in (e_train, e_test, h_test)]
-        print(f"| {policy} | {'yes' if flip else 'no'} | " + " | ".join(cells) + " |")
-    print(f"\n{len(train)} DevTrain and {len(test)} DevTest pairs; {several} of {len(paths)} images hold several faces.")
-
+        print(f"| {policy} | {'yes' if flip else 'no'} | {size} px | " + " | ".join(cells) + " |")
+    print(f"\n{len(train)} DevTrain and {len(test)} DevTest pairs; images with several faces: "
+          + ", ".join(f"{several[size]} of {len(paths)} at min face {size} px" for size in MIN_FACE_SIZES) + ".")
 
 if __name__ == "__main__":
     main()

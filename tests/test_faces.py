@@ -13,7 +13,15 @@ from tests.conftest import lfw_image
 from tests.test_images import exif_rotated_jpeg
 from trainer import faces
 from trainer.errors import MultipleFacesError, NoFaceError
-from trainer.faces import TEMPLATE, Face, align_face, extract_face, face_locations, face_locations_batch
+from trainer.faces import (
+    TEMPLATE,
+    Face,
+    align_face,
+    extract_face,
+    face_locations,
+    face_locations_batch,
+    pyramid_scales,
+)
 from trainer.images import load_image
 
 PEOPLE = ("Aaron_Eckhart", "AJ_Cook", "Abdullah_Gul", "Angelina_Jolie", "Ariel_Sharon", "Serena_Williams")
@@ -145,3 +153,23 @@ def test_batched_detection_matches_one_by_one(lfw_faces: list[np.ndarray]) -> No
         for one, many in zip(face_locations(image), faces):
             assert one.box == many.box
             np.testing.assert_allclose(one.landmarks, many.landmarks, atol=1e-3)
+
+
+def test_pyramid_matches_mtcnn_and_stays_above_pnet_input() -> None:
+    from mtcnn.utils.images import build_scale_pyramid
+
+    for side in (30, 250, 480, 1024):
+        np.testing.assert_allclose(pyramid_scales(side, side, 20, 0.709), build_scale_pyramid(side, side, 20, 0.709))
+    for min_face in (20, 40, 80):
+        scales = pyramid_scales(640, 480, min_face, 0.709)
+        assert scales[0] == pytest.approx(12 / min_face)
+        assert 480 * scales[-1] >= 12 > 480 * scales[-1] * 0.709  # down to PNet's 12 px input, and no further
+    assert len(pyramid_scales(30, 30, 40, 0.709)) == 0
+
+
+def test_larger_min_face_size_finds_the_same_faces(lfw_faces: list[np.ndarray]) -> None:
+    for image in lfw_faces[:3]:
+        fine, coarse = face_locations(image, min_face_size=20)[0], face_locations(image, min_face_size=40)[0]
+        assert np.abs(fine.landmarks - coarse.landmarks).max() < 6  # same face; landmarks within a few px
+    tiny = cv2.resize(lfw_faces[0], (30, 30), interpolation=cv2.INTER_AREA)
+    assert face_locations(tiny, min_face_size=40) == []  # smaller than the minimum face: no pyramid, no error

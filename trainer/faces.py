@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from mtcnn import MTCNN
 
 MAX_DETECT_SIDE = 1024
+# Smallest face (px, in the image the detector sees) that MTCNN looks for; mtcnn's own default is 20. Each pyramid
+# level costs PNet time, and a face below this size makes a poor 150 px chip anyway.
+MIN_FACE_SIZE = 20
 BOX_MARGIN = 0.1  # Haar boxes (no landmarks) are widened by this fraction of their size on each side.
 # What to do when an image holds several faces: use the largest; use the one nearest the image centre (for
 # datasets of crops centred on their subject, such as LFW); or raise MultipleFacesError.
@@ -66,11 +69,26 @@ class FaceChip:
     faces_found: int
 
 
+def pyramid_scales(width: int, height: int, min_face_size: float, scale_factor: float, min_size: int = 12) -> np.ndarray:
+    """MTCNN's image pyramid: from min_size / min_face_size down by scale_factor while the short side stays >= min_size.
+
+    Replaces mtcnn 1.x's `build_scale_pyramid`, which counts the levels from the image size alone, so that with
+    any min_face_size above 20 its last levels fall below PNet's 12 px input and the detector finds nothing.
+    """
+    first = min_size / min_face_size
+    short_side = min(width, height) * first
+    levels = int(np.floor(np.log(min_size / short_side) / np.log(scale_factor))) + 1 if short_side >= min_size else 0
+    return first * scale_factor ** np.arange(levels)
+
+
 @functools.cache
 def _mtcnn() -> MTCNN:
     """The process-wide MTCNN detector with its three networks compiled as tf.functions."""
+    import mtcnn.stages.stage_pnet
     import tensorflow as tf
     from mtcnn import MTCNN
+
+    mtcnn.stages.stage_pnet.build_scale_pyramid = pyramid_scales
 
     detector = MTCNN()
     # mtcnn 1.x stages call `self._model(batch)`; eager Keras calls are ~3x slower than a compiled graph.
@@ -91,7 +109,7 @@ def _haar() -> cv2.CascadeClassifier:
     return cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
 
 
-def _detect_mtcnn(images: list[np.ndarray], min_confidence: float) -> list[list[Face]]:
+def _detect_mtcnn(images: list[np.ndarray], min_confidence: float, min_face_size: int) -> list[list[Face]]:
     """MTCNN faces with landmarks (left eye, right eye, nose, mouth left, mouth right) in each image.
 
     Images of the same shape go through the networks together, in one call; results match one-by-one calls.
@@ -100,10 +118,13 @@ def _detect_mtcnn(images: list[np.ndarray], min_confidence: float) -> list[list[
     found: list[list[Face]] = [[] for _ in images]
     by_shape: dict[tuple[int, ...], list[int]] = {}
     for i, image in enumerate(images):
-        by_shape.setdefault(image.shape, []).append(i)
+        if min(image.shape[:2]) >= min_face_size:  # smaller images cannot hold a face of the minimum size
+            by_shape.setdefault(image.shape, []).append(i)
     for indices in by_shape.values():
         batch = [images[i].astype(np.float32) for i in indices]
-        rows = _mtcnn().detect_faces(batch, output_type="numpy", threshold_onet=min_confidence)
+        rows = _mtcnn().detect_faces(
+            batch, output_type="numpy", threshold_onet=min_confidence, min_face_size=min_face_size
+        )
         for row in rows:
             found[indices[int(row[0])]].append(
                 Face(
@@ -115,29 +136,35 @@ def _detect_mtcnn(images: list[np.ndarray], min_confidence: float) -> list[list[
     return found
 
 
-def _detect_haar(images: list[np.ndarray], min_confidence: float) -> list[list[Face]]:
+def _detect_haar(images: list[np.ndarray], min_confidence: float, min_face_size: int) -> list[list[Face]]:
     """Haar cascade faces: no landmarks, and confidence 1.0 (the cascade gives no calibrated score)."""
     found = []
     for image in images:
         gray = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
-        boxes = _haar().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(30, 30))
+        size = max(30, min_face_size)  # the cascade's own floor: smaller boxes are mostly false positives
+        boxes = _haar().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(size, size))
         found.append([Face(box=tuple(int(v) for v in box), landmarks=None, confidence=1.0) for box in boxes])
     return found
 
 
-DETECTORS: dict[str, Callable[[list[np.ndarray], float], list[list[Face]]]] = {
+DETECTORS: dict[str, Callable[[list[np.ndarray], float, int], list[list[Face]]]] = {
     "mtcnn": _detect_mtcnn,
     "haar": _detect_haar,
 }
 
 
-def face_locations(image: np.ndarray, detector: str = "mtcnn", min_confidence: float = 0.9) -> list[Face]:
+def face_locations(
+    image: np.ndarray, detector: str = "mtcnn", min_confidence: float = 0.9, min_face_size: int = MIN_FACE_SIZE
+) -> list[Face]:
     """Faces in an H x W x 3 uint8 RGB image, largest first, in full-resolution pixels."""
-    return face_locations_batch([image], detector, min_confidence)[0]
+    return face_locations_batch([image], detector, min_confidence, min_face_size)[0]
 
 
 def face_locations_batch(
-    images: Sequence[np.ndarray], detector: str = "mtcnn", min_confidence: float = 0.9
+    images: Sequence[np.ndarray],
+    detector: str = "mtcnn",
+    min_confidence: float = 0.9,
+    min_face_size: int = MIN_FACE_SIZE,
 ) -> list[list[Face]]:
     """Faces in each of several RGB images, largest first; same-size images are detected in one call."""
     if detector not in DETECTORS:
@@ -151,7 +178,7 @@ def face_locations_batch(
             small = cv2.resize(image, (round(width * ratio), round(height * ratio)), interpolation=cv2.INTER_AREA)
         smalls.append(small)
         scales.append(np.array([width / small.shape[1], height / small.shape[0]], np.float32))
-    found = DETECTORS[detector](smalls, min_confidence) if smalls else []
+    found = DETECTORS[detector](smalls, min_confidence, min_face_size) if smalls else []
     return [
         sorted((_rescaled(face, scale) for face in faces), key=lambda face: face.box[2] * face.box[3], reverse=True)
         for faces, scale in zip(found, scales)
