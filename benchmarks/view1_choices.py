@@ -35,12 +35,12 @@ from trainer.evaluate import (  # noqa: E402
     read_lfw_pairs,
     verification_report,
 )
-from trainer.faces import align_face, face_locations_batch, pick_face  # noqa: E402
+from trainer.faces import face_locations_batch, pick_face  # noqa: E402
 from trainer.head import fit_head  # noqa: E402
 from trainer.images import load_image  # noqa: E402
 from trainer.model_io import ModelConfig  # noqa: E402
 from trainer.networks import build_embedding, build_siamese  # noqa: E402
-from trainer.verify import Verifier, center_face  # noqa: E402
+from trainer.verify import Verifier  # noqa: E402
 
 MIN_FACE_SIZES = (20, 40)
 # (face used, test-time flip, MTCNN's minimum face size)
@@ -60,14 +60,8 @@ def detect_all(paths: list[Path], min_face_size: int) -> dict[Path, tuple[np.nda
 
 def aligned_by(found: dict, paths: list[Path], policy: str, size: int) -> AlignedImages:
     """One aligned chip per image under a face policy (no face: a central crop, as `evaluate` does)."""
-    chips = []
-    for path in paths:
-        image, faces = found[path]
-        chips.append(pick_face(image, faces, size, on_multiple=policy).chip if faces
-                     else align_face(image, center_face(image), size))
-    no_face = [str(p) for p in paths if not found[p][1]]
-    several = sum(len(found[p][1]) > 1 for p in paths)
-    return AlignedImages(paths, np.stack(chips), no_face, several, policy)
+    chips = [pick_face(*found[path], size, on_multiple=policy, on_no_face="center") for path in paths]
+    return AlignedImages.from_chips(paths, chips, policy)
 
 
 def main() -> None:

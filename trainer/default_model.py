@@ -99,7 +99,7 @@ def fit_default_head(
             "data": TRAINING_DATA,
             "images_without_detected_face": len(aligned.no_face),
             "images_with_several_faces": aligned.several_faces,
-            "face_used_in_images_with_several": "central",
+            "face_used_in_images_with_several": aligned.on_multiple,
             "epochs": epochs,
             "learning_rate": learning_rate,
             "seed": seed,

@@ -167,19 +167,23 @@ class AlignedImages:
     several_faces: int = 0
     on_multiple: str = "largest"
 
+    @classmethod
+    def from_chips(cls, paths: list[Path], found: list, on_multiple: str) -> "AlignedImages":
+        """Collect the FaceChip of each path (faces_found 0: a central crop) with the counts reports need."""
+        no_face = [str(p) for p, f in zip(paths, found) if f.faces_found == 0]
+        several = sum(f.faces_found > 1 for f in found)
+        return cls(paths, np.stack([f.chip for f in found]), no_face, several, on_multiple)
+
 
 @dataclass
 class PairEmbeddings:
-    """Embeddings of both sides of a pair list, with labels, folds and the images without a face."""
+    """Embeddings of both sides of a pair list, with labels, folds and the aligned images they came from."""
 
     a: np.ndarray
     b: np.ndarray
     labels: np.ndarray
     folds: np.ndarray
-    images: int
-    no_face: list[str]
-    several_faces: int = 0
-    on_multiple: str = "largest"
+    aligned: AlignedImages
 
 
 def align_pair_images(verifier, pairs: list[Pair], progress=None, on_multiple: str = "largest") -> AlignedImages:
@@ -194,9 +198,7 @@ def align_pair_images(verifier, pairs: list[Pair], progress=None, on_multiple: s
         found += verifier.detect_many(paths[start : start + DETECT_BATCH], on_no_face="center", on_multiple=on_multiple)
         if progress is not None and (len(found) % 100 == 0 or len(found) == len(paths)):
             progress(len(found), len(paths))
-    no_face = [str(p) for p, f in zip(paths, found) if f.faces_found == 0]
-    several = sum(f.faces_found > 1 for f in found)
-    return AlignedImages(paths, np.stack([f.chip for f in found]), no_face, several, on_multiple)
+    return AlignedImages.from_chips(paths, found, on_multiple)
 
 
 def embed_pairs(verifier, pairs: list[Pair], aligned: AlignedImages | None = None, progress=None) -> PairEmbeddings:
@@ -209,10 +211,7 @@ def embed_pairs(verifier, pairs: list[Pair], aligned: AlignedImages | None = Non
         b=table[[index[p.path2] for p in pairs]],
         labels=np.array([p.same for p in pairs]),
         folds=np.array([p.fold for p in pairs]),
-        images=len(aligned.paths),
-        no_face=aligned.no_face,
-        several_faces=aligned.several_faces,
-        on_multiple=aligned.on_multiple,
+        aligned=aligned,
     )
 
 
@@ -231,10 +230,10 @@ def evaluate_embeddings(verifier, e: PairEmbeddings, metric: str = "head") -> di
         raise ValueError(f"metric must be 'head' or 'euclidean', not {metric!r}")
     report.update(
         metric=metric,
-        images=e.images,
-        no_face=len(e.no_face),
+        images=len(e.aligned.paths),
+        no_face=len(e.aligned.no_face),
         no_face_policy="aligned from a central crop of the image (half its width and height)",
-        several_faces=e.several_faces,
-        several_faces_policy=f"the {e.on_multiple} face",
+        several_faces=e.aligned.several_faces,
+        several_faces_policy=f"the {e.aligned.on_multiple} face",
     )
     return report

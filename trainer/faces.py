@@ -26,6 +26,9 @@ BOX_MARGIN = 0.1  # Haar boxes (no landmarks) are widened by this fraction of th
 # What to do when an image holds several faces: use the largest; use the one nearest the image centre (for
 # datasets of crops centred on their subject, such as LFW); or raise MultipleFacesError.
 ON_MULTIPLE = ("largest", "central", "error")
+# What to do when an image holds no face: raise NoFaceError, or align a central crop (for evaluation, where every
+# pair must be scored).
+ON_NO_FACE = ("error", "center")
 
 # ArcFace's 5-point template for 112 x 112 chips: left eye, right eye, nose, mouth left, mouth right.
 ARCFACE_TEMPLATE_112 = np.array(
@@ -233,14 +236,33 @@ def extract_face(
     return pick_face(image, face_locations(image, detector), size, name, on_multiple)
 
 
+def central_crop_face(image: np.ndarray) -> Face:
+    """A stand-in face for images where detection fails: the central half of the image, no landmarks."""
+    h, w = image.shape[:2]
+    return Face(box=(w // 4, h // 4, w // 2, h // 2), landmarks=None, confidence=0.0)
+
+
 def pick_face(
-    image: np.ndarray, faces: list[Face], size: int, name: str | None = None, on_multiple: str = "largest"
+    image: np.ndarray,
+    faces: list[Face],
+    size: int,
+    name: str | None = None,
+    on_multiple: str = "largest",
+    on_no_face: str = "error",
 ) -> FaceChip:
-    """Pick one of an image's detected faces (largest first) by the `on_multiple` policy and align it."""
+    """Pick one of an image's detected faces (largest first) by the `on_multiple` policy and align it.
+
+    No face raises NoFaceError naming the image, or with on_no_face="center" aligns a central crop (faces_found=0).
+    """
     if on_multiple not in ON_MULTIPLE:
         raise ValueError(f"unknown on_multiple policy {on_multiple!r}; known policies: {', '.join(ON_MULTIPLE)}")
+    if on_no_face not in ON_NO_FACE:
+        raise ValueError(f"on_no_face must be one of {ON_NO_FACE}, not {on_no_face!r}")
     label = name or "<array>"
     if not faces:
+        if on_no_face == "center":
+            face = central_crop_face(image)
+            return FaceChip(chip=align_face(image, face, size), face=face, faces_found=0)
         raise NoFaceError(f"{label}: no face found; use a clear, frontal photo of one face")
     if len(faces) > 1 and on_multiple == "error":
         raise MultipleFacesError(f"{label}: {len(faces)} faces found where exactly one is required")

@@ -10,23 +10,16 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .errors import NoFaceError
-from .faces import Face, FaceChip, align_face, face_locations_batch, pick_face
+from .faces import Face, FaceChip, face_locations_batch, pick_face
 from .images import load_image
 from .model_io import ModelConfig, load_model_dir
 from .networks import backbone_spec, siamese_parts
 
 BATCH_SIZE = 32
-NO_FACE_POLICIES = ("error", "center")
 
 
 def _name_of(source: Any, default: str) -> str:
     return str(source) if isinstance(source, (str, Path)) else default
-
-
-def center_face(image: np.ndarray) -> Face:
-    """A stand-in face for images where detection fails: the central half of the image, no landmarks."""
-    h, w = image.shape[:2]
-    return Face(box=(w // 4, h // 4, w // 2, h // 2), landmarks=None, confidence=0.0)
 
 
 @dataclass
@@ -110,20 +103,13 @@ class Verifier:
         No face raises NoFaceError naming the image, or with on_no_face="center" aligns a central crop
         (faces_found=0).
         """
-        if on_no_face not in NO_FACE_POLICIES:
-            raise ValueError(f"on_no_face must be one of {NO_FACE_POLICIES}, not {on_no_face!r}")
         names = names or [f"image {i + 1}" for i in range(len(images))]
         names = [_name_of(image, name) for image, name in zip(images, names)]
         pixels = [load_image(image, name=name) for image, name in zip(images, names)]
-        size = self.spec.input_size
-        found = []
-        for image, faces, name in zip(pixels, face_locations_batch(pixels, self.config.detector), names):
-            if faces or on_no_face == "error":
-                found.append(pick_face(image, faces, size, name, on_multiple))
-            else:
-                face = center_face(image)
-                found.append(FaceChip(chip=align_face(image, face, size), face=face, faces_found=0))
-        return found
+        return [
+            pick_face(image, faces, self.spec.input_size, name, on_multiple, on_no_face)
+            for image, faces, name in zip(pixels, face_locations_batch(pixels, self.config.detector), names)
+        ]
 
     def embed_chips(self, chips: np.ndarray) -> np.ndarray:
         """Embeddings of a batch of aligned uint8 chips (N x S x S x 3), in batches of 32."""
