@@ -116,7 +116,7 @@ def _detect_mtcnn(images: list[np.ndarray], min_confidence: float, min_face_size
     """MTCNN faces with landmarks (left eye, right eye, nose, mouth left, mouth right) in each image.
 
     Images of the same shape go through the networks together, in one call; results match one-by-one calls.
-    (Images of different shapes are not mixed: mtcnn would pad them, which moves landmarks by about a pixel.)
+    (Images of different shapes are not mixed: mtcnn would pad them to one size, which changes the landmarks.)
     """
     found: list[list[Face]] = [[] for _ in images]
     by_shape: dict[tuple[int, ...], list[int]] = {}
