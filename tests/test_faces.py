@@ -57,7 +57,9 @@ def test_mtcnn_finds_one_plausible_face_per_lfw_image(lfw_faces: list[np.ndarray
 def test_mtcnn_is_traced_once_for_all_image_sizes(lfw_faces: list[np.ndarray]) -> None:
     for size in (160, 333, 500):
         assert face_locations(cv2.resize(lfw_faces[0], (size, size)))
-    assert [stage._model.experimental_get_tracing_count() for stage in faces._mtcnn().stages] == [1, 1, 1]
+    pnet, rnet, onet = faces._mtcnn().stages
+    traces = [pnet._levels, rnet._model, onet._model]
+    assert [function.experimental_get_tracing_count() for function in traces] == [1, 1, 1]
 
 
 @pytest.mark.parametrize("size", [150, 100])
@@ -153,6 +155,20 @@ def test_batched_detection_matches_one_by_one(lfw_faces: list[np.ndarray]) -> No
         for one, many in zip(face_locations(image), faces):
             assert one.box == many.box
             np.testing.assert_allclose(one.landmarks, many.landmarks, atol=1e-3)
+
+
+def test_one_call_pnet_gives_mtcnns_own_proposals(lfw_faces: list[np.ndarray]) -> None:
+    from mtcnn.stages import StagePNet
+    from mtcnn.utils.images import standarize_batch
+
+    stage = faces._mtcnn().stages[0]
+    reference = StagePNet()  # mtcnn's stage: one eager call per pyramid level
+    for batch in ([lfw_faces[0], lfw_faces[1]], [cv2.resize(lfw_faces[3], (320, 240))]):
+        normalized, shapes, _ = standarize_batch([image.astype(np.float32) for image in batch], normalize=True)
+        ours = stage(images_normalized=normalized, images_oshapes=shapes)
+        theirs = reference(images_normalized=normalized, images_oshapes=shapes)
+        assert len(ours) > 0 and ours.shape == theirs.shape
+        np.testing.assert_allclose(ours, theirs, atol=1e-3)
 
 
 def test_pyramid_matches_mtcnn_and_stays_above_pnet_input() -> None:

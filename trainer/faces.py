@@ -75,7 +75,7 @@ class FaceChip:
 def pyramid_scales(width: int, height: int, min_face_size: float, scale_factor: float, min_size: int = 12) -> np.ndarray:
     """MTCNN's image pyramid: from min_size / min_face_size down by scale_factor while the short side stays >= min_size.
 
-    Replaces mtcnn 1.x's `build_scale_pyramid`, which counts the levels from the image size alone, so that with
+    Used by _PyramidPNet in place of mtcnn 1.x's `build_scale_pyramid`, which counts the levels from the image size alone, so that with
     any min_face_size above 20 its last levels fall below PNet's 12 px input and the detector finds nothing.
     """
     first = min_size / min_face_size
@@ -84,22 +84,80 @@ def pyramid_scales(width: int, height: int, min_face_size: float, scale_factor: 
     return first * scale_factor ** np.arange(levels)
 
 
+PNET_LEVELS = 12  # pyramid levels per PNet call (12 for a 1024 px image at the default minimum face size)
+
+
+class _PyramidPNet:
+    """mtcnn's PNet stage, with the pyramid levels through one compiled call and `pyramid_scales` as the pyramid.
+
+    mtcnn 1.x calls PNet once per level (8 levels for a 250 px image), paying a graph call each; one graph over all
+    levels lets TensorFlow run them side by side. Its signature is fixed (PNET_LEVELS levels of any size; unused
+    ones get a 12 x 12 blank), so it is traced once. The proposals are those of mtcnn's own stage (tested).
+    """
+
+    def __init__(self) -> None:
+        import tensorflow as tf
+        from mtcnn.stages import StagePNet
+
+        stage = StagePNet()
+        self.id, self.name, self._model = stage.id, stage.name, stage.model
+        self._levels = tf.function(
+            lambda *levels: [stage.model(level, training=False) for level in levels],
+            input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)] * PNET_LEVELS,
+            autograph=False,
+        )
+
+    def _run(self, levels: list[np.ndarray]) -> list:
+        """PNet's (box regression, face probability) for each pyramid level, PNET_LEVELS levels per call."""
+        outputs = []
+        for start in range(0, len(levels), PNET_LEVELS):
+            chunk = levels[start : start + PNET_LEVELS]
+            blanks = [np.zeros((1, 12, 12, 3), np.float32)] * (PNET_LEVELS - len(chunk))
+            outputs += self._levels(*chunk, *blanks)[: len(chunk)]
+        return outputs
+
+    def __call__(
+        self, images_normalized, images_oshapes, min_face_size=20, scale_factor=0.709, threshold_pnet=0.6,
+        nms_pnet1=0.5, nms_pnet2=0.7, **kwargs,
+    ) -> np.ndarray:
+        """Square proposal boxes for the batch, as mtcnn's StagePNet returns them."""
+        from mtcnn.utils.bboxes import generate_bounding_box, resize_to_square, smart_nms_from_bboxes, upscale_bboxes
+        from mtcnn.utils.images import apply_scales
+
+        pyramids = [pyramid_scales(shape[1], shape[0], min_face_size, scale_factor) for shape in images_oshapes]
+        levels, scales = apply_scales(images_normalized, pyramids)
+        batch_size = images_normalized.shape[0]
+        per_level = []
+        for (regression, probability), scale in zip(self._run(levels), scales):
+            boxes = generate_bounding_box(regression, probability, threshold_pnet)
+            boxes = upscale_bboxes(boxes, np.asarray([scale] * batch_size))
+            per_level.append(smart_nms_from_bboxes(boxes, threshold=nms_pnet1, method="union", initial_sort=False))
+        if not per_level:
+            return np.empty((0, 6))
+        boxes = np.concatenate(per_level, axis=0)
+        return resize_to_square(smart_nms_from_bboxes(boxes, threshold=nms_pnet2, method="union", initial_sort=True))
+
+
 @functools.cache
 def _mtcnn() -> MTCNN:
-    """The process-wide MTCNN detector with its three networks compiled as tf.functions."""
-    import mtcnn.stages.stage_pnet
-    import tensorflow as tf
+    """The process-wide MTCNN detector: PNet over the whole pyramid in one call, RNet and ONet compiled."""
     from mtcnn import MTCNN
+    from mtcnn.stages import StageONet, StageRNet
 
-    mtcnn.stages.stage_pnet.build_scale_pyramid = pyramid_scales
+    return compile_stages(MTCNN(stages=[_PyramidPNet(), StageRNet, StageONet]))
 
-    detector = MTCNN()
-    # mtcnn 1.x stages call `self._model(batch)`; eager Keras calls are ~3x slower than a compiled graph.
-    # Fixed input signatures (any batch; any size for PNet's pyramid levels) mean one trace per network.
-    for stage, side in zip(detector.stages, (None, 24, 48)):
-        model = stage._model
+
+def compile_stages(detector: MTCNN) -> MTCNN:
+    """Wrap the networks of a detector's mtcnn stages in tf.functions (eager Keras calls are ~3x slower)."""
+    import tensorflow as tf
+
+    # Fixed input signatures (any batch; any size for PNet's levels) mean one trace per network.
+    for stage in detector.stages:
+        if isinstance(stage, _PyramidPNet):
+            continue  # compiled already, over all levels at once
+        side = {1: None, 2: 24, 3: 48}[stage.id]
         stage._model = tf.function(
-            lambda batch, model=model: model(batch, training=False),
+            lambda batch, model=stage._model: model(batch, training=False),
             input_signature=[tf.TensorSpec([None, side, side, 3], tf.float32)],
             autograph=False,
         )
