@@ -75,8 +75,9 @@ class FaceChip:
 def pyramid_scales(width: int, height: int, min_face_size: float, scale_factor: float, min_size: int = 12) -> np.ndarray:
     """MTCNN's image pyramid: from min_size / min_face_size down by scale_factor while the short side stays >= min_size.
 
-    Used by _PyramidPNet in place of mtcnn 1.x's `build_scale_pyramid`, which counts the levels from the image size alone, so that with
-    any min_face_size above 20 its last levels fall below PNet's 12 px input and the detector finds nothing.
+    Used by _PyramidPNet in place of mtcnn 1.x's `build_scale_pyramid`, which counts the levels from the image size
+    alone, so that with any min_face_size above 20 its last levels fall below PNet's 12 px input and the detector
+    finds nothing.
     """
     first = min_size / min_face_size
     short_side = min(width, height) * first
