@@ -26,7 +26,6 @@ import numpy as np  # noqa: E402
 
 from trainer.default_model import BACKBONE, HEAD_BATCH_SIZE, HEAD_EPOCHS, HEAD_LEARNING_RATE  # noqa: E402
 from trainer.evaluate import (  # noqa: E402
-    DETECT_BATCH,
     LFW_DIR,
     AlignedImages,
     best_accuracy_threshold,
@@ -35,7 +34,7 @@ from trainer.evaluate import (  # noqa: E402
     read_lfw_pairs,
     verification_report,
 )
-from trainer.faces import face_locations_batch, pick_face  # noqa: E402
+from trainer.faces import DETECT_BATCH, face_locations_batch, pick_face  # noqa: E402
 from trainer.head import fit_head  # noqa: E402
 from trainer.images import load_image  # noqa: E402
 from trainer.model_io import ModelConfig  # noqa: E402

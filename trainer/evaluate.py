@@ -9,6 +9,7 @@ import numpy as np
 from sklearn import metrics as skm
 
 from .errors import FaceRegError
+from .faces import DETECT_BATCH
 
 
 # Where LFW lives: $FACEREG_LFW, else ../shared/data/lfw beside the repository. Tests and benchmarks use this.
@@ -152,9 +153,6 @@ def threshold_sweep(scores: np.ndarray, labels: np.ndarray, target_far: float | 
     precision, recall, thresholds = skm.precision_recall_curve(labels, scores)
     f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
     return float(thresholds[int(np.argmax(f1))])
-
-
-DETECT_BATCH = 4  # images detected per MTCNN call when aligning pair lists (same-size images share a call)
 
 
 @dataclass

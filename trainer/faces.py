@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from mtcnn import MTCNN
 
 MAX_DETECT_SIDE = 1024
+# Images decoded and detected together in lists: bounds the pixels held at once; same-size ones share an MTCNN call.
+DETECT_BATCH = 4
 # Smallest face (px, in the image the detector sees) that MTCNN looks for; mtcnn's own default is 20. Each pyramid
 # level costs PNet time, and a face below this size makes a poor 150 px chip anyway.
 MIN_FACE_SIZE = 20
@@ -142,10 +144,23 @@ class _PyramidPNet:
 @functools.cache
 def _mtcnn() -> MTCNN:
     """The process-wide MTCNN detector: PNet over the whole pyramid in one call, RNet and ONet compiled."""
+    import mtcnn.utils.bboxes
     from mtcnn import MTCNN
     from mtcnn.stages import StageONet, StageRNet
 
+    mtcnn.utils.bboxes.sort_by_scores = sort_by_scores
     return compile_stages(MTCNN(stages=[_PyramidPNet(), StageRNet, StageONet]))
+
+
+def sort_by_scores(boxes: np.ndarray, scores: np.ndarray, ascending: bool = True) -> np.ndarray:
+    """mtcnn's `sort_by_scores` with a stable sort, used in its place: the face found in an image must not depend
+    on the other images detected in the same call.
+
+    mtcnn 1.x sorts proposals with numpy's default, unstable sort before each non-maximum suppression. Proposals
+    often tie at a confidence of exactly 1.0, and then which one survives depended on the whole batch's array.
+    """
+    order = np.argsort(scores, kind="stable")
+    return boxes[order if ascending else order[::-1]]
 
 
 def compile_stages(detector: MTCNN) -> MTCNN:

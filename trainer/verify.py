@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .errors import NoFaceError
-from .faces import Face, FaceChip, face_locations_batch, pick_face
+from .faces import DETECT_BATCH, Face, FaceChip, face_locations_batch, pick_face
 from .images import load_image
 from .model_io import ModelConfig, load_model_dir
 from .networks import backbone_spec, siamese_parts
@@ -100,16 +100,22 @@ class Verifier:
     ) -> list[FaceChip]:
         """Decode images and return the face of each, aligned; same-size images are detected in one call.
 
+        Images are decoded DETECT_BATCH at a time, so a long list never holds more than that many in memory.
         No face raises NoFaceError naming the image, or with on_no_face="center" aligns a central crop
         (faces_found=0).
         """
         names = names or [f"image {i + 1}" for i in range(len(images))]
         names = [_name_of(image, name) for image, name in zip(images, names)]
-        pixels = [load_image(image, name=name) for image, name in zip(images, names)]
-        return [
-            pick_face(image, faces, self.spec.input_size, name, on_multiple, on_no_face)
-            for image, faces, name in zip(pixels, face_locations_batch(pixels, self.config.detector), names)
-        ]
+        found: list[FaceChip] = []
+        for start in range(0, len(images), DETECT_BATCH):
+            batch = list(zip(images[start : start + DETECT_BATCH], names[start : start + DETECT_BATCH]))
+            pixels = [load_image(image, name=name) for image, name in batch]
+            faces = face_locations_batch(pixels, self.config.detector)
+            found += [
+                pick_face(image, image_faces, self.spec.input_size, name, on_multiple, on_no_face)
+                for image, image_faces, (_, name) in zip(pixels, faces, batch)
+            ]
+        return found
 
     def embed_chips(self, chips: np.ndarray) -> np.ndarray:
         """Embeddings of a batch of aligned uint8 chips (N x S x S x 3), in batches of 32."""
