@@ -91,14 +91,19 @@ def embed(model: keras.Model, plain: np.ndarray, mirrored: np.ndarray) -> np.nda
     return (outputs(model, plain) + outputs(model, mirrored)) / 2
 
 
-def people_pairs(people: np.ndarray, rows: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Same-person pairs (up to 20 per person) and as many different-person pairs among `rows`: a, b, labels."""
-    rng = np.random.default_rng(seed)
+def rows_by_person(people: np.ndarray, rows: np.ndarray) -> list[list[int]]:
+    """The rows of each person among `rows`, people in order of first appearance."""
     by_person = defaultdict(list)
     for i in rows:
         by_person[people[i]].append(i)
+    return list(by_person.values())
+
+
+def people_pairs(people: np.ndarray, rows: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Same-person pairs (up to 20 per person) and as many different-person pairs among `rows`: a, b, labels."""
+    rng = np.random.default_rng(seed)
     same = []
-    for images in by_person.values():
+    for images in rows_by_person(people, rows):
         candidates = [(a, b) for k, a in enumerate(images) for b in images[k + 1 :]]
         rng.shuffle(candidates)
         same += candidates[:20]
@@ -112,10 +117,7 @@ def people_pairs(people: np.ndarray, rows: np.ndarray, seed: int = 0) -> tuple[n
 def wccn(features: np.ndarray, people: np.ndarray, rows: np.ndarray, shrink: float) -> np.ndarray:
     """Within-class whitening of embeddings: the inverse square root of the shrunk within-person covariance."""
     scatter, count = np.zeros((features.shape[1],) * 2), 0
-    by_person = defaultdict(list)
-    for i in rows:
-        by_person[people[i]].append(i)
-    for images in by_person.values():
+    for images in rows_by_person(people, rows):
         if len(images) > 1:
             centred = features[images] - features[images].mean(0)
             scatter, count = scatter + centred.T @ centred, count + len(images)
@@ -132,10 +134,7 @@ def fine_tune(
     """Train all of `model`'s weights in place with dlib's metric loss on the people of `rows` with 2+ images."""
     import tensorflow as tf
 
-    by_person = defaultdict(list)
-    for i in rows:
-        by_person[people[i]].append(i)
-    groups = [np.array(images) for images in by_person.values() if len(images) > 1]
+    groups = [np.array(images) for images in rows_by_person(people, rows) if len(images) > 1]
     rng, optimizer = np.random.default_rng(seed), keras.optimizers.Adam(learning_rate)
 
     @tf.function(reduce_retracing=True)
@@ -164,8 +163,8 @@ def main() -> None:
     parser.add_argument("--shrink", type=float, default=1.0)
     args = parser.parse_args()
 
-    images = read_people(args.lfw, "peopleDevTrain.txt") + read_people(args.lfw, "peopleDevTest.txt")
-    n_train = len(read_people(args.lfw, "peopleDevTrain.txt"))
+    train = read_people(args.lfw, "peopleDevTrain.txt")
+    images, n_train = train + read_people(args.lfw, "peopleDevTest.txt"), len(train)
     people = np.array([person for person, _ in images])
     paths = [path for _, path in images]
     index = {path: i for i, path in enumerate(paths)}
