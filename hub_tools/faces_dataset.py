@@ -195,13 +195,21 @@ def _conform(dataset: datasets.Dataset, source: str) -> datasets.Dataset:
 
 
 def load_faces(
-    repo_id_or_folder: str | Path, *, token: str | None = None, revision: str | None = None
+    repo_id_or_folder: str | Path,
+    *,
+    token: str | bool | None = None,
+    revision: str | None = None,
+    allow_folder: bool = True,
 ) -> datasets.Dataset:
-    """A FaceReg dataset (image, label, person, session) from a local folder or a dataset repo's train split."""
+    """A FaceReg dataset (image, label, person, session) from a local folder or a dataset repo's train split.
+
+    allow_folder=False reads only a dataset repo, even where a folder of that name exists (a public app must not
+    let a visitor name a folder of the server's disk).
+    """
     import datasets
 
     folder = Path(repo_id_or_folder)
-    if folder.is_dir():
+    if allow_folder and folder.is_dir():
         files = scan_folder(folder)
         columns = {
             "image": [str(face.path) for face in files],

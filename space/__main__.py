@@ -14,8 +14,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m space", description=__doc__)
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
-    parser.add_argument("--capture-dir", help="where captures are saved (default: $FACEREG_CAPTURE_DIR or data/captures)")
-    parser.add_argument("--runs-dir", help="where trained models are written (default: $FACEREG_RUNS_DIR or runs)")
+    parser.add_argument("--data-dir", help="where visitors' workspaces live (default: $FACEREG_DATA_DIR or a folder "
+                                           "in the system's temp directory; emptied at start)")
     parser.add_argument("--no-warmup", action="store_true", help="load the model on the first request, not at start")
     return parser.parse_args(argv)
 
@@ -26,21 +26,21 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("facereg").setLevel(logging.INFO)
     from space.app import build_app, launch
-    from space.capture import CaptureStore
-    from space.state import ModelHolder
+    from space.models import Models
+    from space.workspace import Workspaces
 
-    holder = ModelHolder()
-    demo = build_app(holder, CaptureStore(args.capture_dir), args.runs_dir)
+    models = Models()
+    demo = build_app(models, Workspaces(args.data_dir))
     if not args.no_warmup:
-        threading.Thread(target=_warm_up, args=(holder,), name="facereg-warmup", daemon=True).start()
+        threading.Thread(target=_warm_up, args=(models,), name="facereg-warmup", daemon=True).start()
     launch(demo, server_name=args.host, server_port=args.port)
 
 
-def _warm_up(holder) -> None:
-    """Load the model now; a failure is logged and reported again on first use."""
+def _warm_up(models) -> None:
+    """Load the default model now; a failure is logged and reported again on first use."""
     try:
-        holder.warm_up()
-        logging.getLogger("facereg.space").info("model ready: %s", holder.source.describe())
+        models.warm_up()
+        logging.getLogger("facereg.space").info("model ready: %s", models.default_source.describe())
     except Exception as exc:  # noqa: BLE001 - reported to the user when an action needs the model
         logging.getLogger("facereg.space").warning("model not loaded at start: %s", exc)
 

@@ -1,22 +1,27 @@
-"""What each button (and each named API endpoint) does: thin calls into `trainer` and `hub_tools`.
+"""What each button (and each named API endpoint) does: thin calls into `trainer` and `hub_tools`, each on the
+calling visitor's own workspace (space.workspace) and model (space.models).
 
-No `from __future__ import annotations` here: Gradio reads the `gr.OAuthToken` / `gr.Request` hints at runtime.
+No `from __future__ import annotations` here: Gradio reads the `gr.Request` / `gr.OAuthProfile` / `gr.OAuthToken`
+hints at runtime and fills them in; they are not inputs of the API.
 """
+import hashlib
 import re
-import tempfile
-import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Optional
 
 import gradio as gr
 
-from space.capture import CATEGORIES, CaptureStore
-from space.state import ModelHolder, ModelSource, fail, image_path, log, resolve_token, user_errors
+from space.capture import CATEGORIES
+from space.models import Models
+from space.state import fail, hub_token, image_path, log, secrets_of, user_errors
+from space.workspace import MB, Workspace, Workspaces
 
-RUN_ID = re.compile(r"^run-[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
 GALLERY_LIMIT = 60
+RUN_BYTES = 40 * MB  # room made on disk before a training run (a dlib_resnet model folder is about 25 MB)
+CAPTURE_BYTES = 60_000  # room made per face crop (a 250 x 250 JPEG is about 20 KB)
+REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+ENROLLED_SEPARATOR = "--"  # enrolled anchors are saved as <hash of the image>--<its name>.jpg
 
 
 def verdict_markdown(is_match: bool, detail: str) -> str:
@@ -24,26 +29,63 @@ def verdict_markdown(is_match: bool, detail: str) -> str:
     return f"## {'✔ Match' if is_match else '✘ No match'}\n{detail}"
 
 
-class Actions:
-    """The app's actions, bound to one model holder, one capture folder and one runs folder."""
+def _path_of(item: Any) -> str:
+    """The server path of an uploaded file value."""
+    return item if isinstance(item, str) else getattr(item, "name", None) or getattr(item, "path", item)
 
-    def __init__(self, holder: ModelHolder, store: CaptureStore, runs_dir: Path) -> None:
-        self.holder = holder
-        self.store = store
-        self.runs_dir = runs_dir
-        self._latest_frames: dict[str, Any] = {}
-        self._last_auto: dict[str, float] = {}
-        self._frames_lock = threading.Lock()
+
+def _repo_id(value: str, what: str, example: str) -> str:
+    """A Hub repo id (user/name), never a path; gr.Error otherwise."""
+    value = (value or "").strip()
+    if not value:
+        raise fail(f"Enter a {what} repo id, such as {example}.", title="No repo")
+    if not REPO_ID.match(value) or ".." in value:
+        raise fail(f"{value!r} is not a {what} repo id: use the form {example}.", title="Not a repo id")
+    return value
+
+
+def _display_name(path: Path) -> str:
+    """An enrolled anchor's name as the visitor gave it."""
+    return path.stem.split(ENROLLED_SEPARATOR, 1)[-1] + path.suffix
+
+
+class Actions:
+    """The app's actions, bound to the app's models and the visitors' workspaces."""
+
+    def __init__(self, models: Models, workspaces: Workspaces) -> None:
+        self.models = models
+        self.workspaces = workspaces
+        self.limits = workspaces.limits
+
+    def _verifier(self, workspace: Workspace, oauth_token: Optional[gr.OAuthToken]) -> Any:
+        """The model serving this visitor (their own choice, else the app's default)."""
+        token = hub_token(oauth_token, required=False, action="load a model") if workspace.model else None
+        with user_errors("Loading the model", *secrets_of(token)):
+            return self.models.for_visitor(workspace.model, token)
+
+    def _check_image(self, value: Any, name: str) -> None:
+        """QuotaError (as gr.Error) for an image over the size limits."""
+        with user_errors("Reading the image"):
+            if isinstance(value, (str, Path)) and Path(value).is_file():
+                self.limits.check_image(value, name)
+            elif hasattr(value, "shape") and len(value.shape) >= 2:
+                self.limits.check_pixels(int(value.shape[1]), int(value.shape[0]), name)
 
     # -- Verify --------------------------------------------------------------------------------------------------
-    def verify(self, image1: Any, image2: Any, threshold: Optional[float]) -> tuple:
+    def verify(
+        self, image1: Any, image2: Any, threshold: Optional[float], request: gr.Request,
+        profile: Optional[gr.OAuthProfile], oauth_token: Optional[gr.OAuthToken],
+    ) -> tuple:
         """Two faces: aligned crops, verdict, score, elapsed ms and the full result."""
         image1, image2 = image_path(image1, "the first face"), image_path(image2, "the second face")
+        self._check_image(image1, "image 1")
+        self._check_image(image2, "image 2")
+        workspace = self.workspaces.get(request, profile)
+        start = time.perf_counter()
+        verifier = self._verifier(workspace, oauth_token)
         with user_errors("Verification"):
-            start = time.perf_counter()
-            verifier = self.holder.get()
             result = verifier.verify(_contents(image1), _contents(image2), threshold=threshold, return_chips=True)
-            elapsed_ms = 1000 * (time.perf_counter() - start)
+        elapsed_ms = 1000 * (time.perf_counter() - start)
         for warning in result["warnings"]:
             gr.Warning(warning)
         chips = result.pop("chips")
@@ -52,35 +94,97 @@ class Actions:
         return chips[0], chips[1], verdict_markdown(result["is_match"], detail), result["score"], elapsed_ms, result
 
     # -- Anchors -------------------------------------------------------------------------------------------------
-    def add_anchor(self, anchors: Optional[list], frame: Any) -> list:
-        """Append a webcam/uploaded picture to the anchor files."""
+    def _enroll(self, workspace: Workspace, images: list, names: list[str]) -> tuple[int, list[str]]:
+        """Save the face of each image as an enrolled anchor (the same image twice is kept once)."""
+        fresh = [(image, name) for image, name in zip(images, names) if not self._enrolled_path(workspace, image, name)]
+        workspace.check_anchor_room(len(fresh))
+        self.workspaces.make_room(CAPTURE_BYTES * len(fresh), keep=workspace)
+        detector = self.models.default().config.detector
+        saved, problems = 0, []
+        for image, name in fresh:
+            try:
+                with user_errors("Enrolling"):
+                    self._check_image(image, name)
+                    workspace.enrolled.save_face(image, "anchor", detector=detector, name=name,
+                                                 stem=_enrolled_stem(image, name))
+                saved += 1
+            except gr.Error as exc:
+                problems.append(exc.message)
+        return saved, problems
+
+    @staticmethod
+    def _enrolled_path(workspace: Workspace, image: Any, name: str) -> Optional[Path]:
+        path = workspace.enrolled.root / "anchor" / f"{_enrolled_stem(image, name)}.jpg"
+        return path if path.is_file() else None
+
+    def anchors_view(self, request: gr.Request, profile: Optional[gr.OAuthProfile]) -> tuple[str, list]:
+        """The enrolled anchors: a count line and a gallery."""
+        workspace = self.workspaces.get(request, profile)
+        files = workspace.anchor_files()
+        line = f"**{len(files)}** anchor(s) enrolled" if files else "No anchors enrolled yet."
+        return line, [(str(p), _display_name(p)) for p in files[:GALLERY_LIMIT]]
+
+    def enroll_anchors(self, files: Optional[list], request: gr.Request, profile: Optional[gr.OAuthProfile]) -> tuple:
+        """Enrol uploaded images as anchors: count line, gallery, and the cleared upload box."""
+        if not files:
+            raise fail("Add anchor images first (upload them, or use the webcam).", title="Nothing to enrol")
+        workspace = self.workspaces.get(request, profile)
+        paths = [_path_of(f) for f in files]
+        with user_errors("Enrolling"):
+            saved, problems = self._enroll(workspace, paths, [Path(p).name for p in paths])
+        for problem in problems:
+            gr.Warning(problem)
+        _discard_uploads(paths)
+        return (*self.anchors_view(request, profile), None)
+
+    def add_anchor(self, frame: Any, request: gr.Request, profile: Optional[gr.OAuthProfile]) -> tuple:
+        """Enrol a webcam or uploaded picture as an anchor."""
         frame = image_path(frame, "a picture")
-        folder = Path(tempfile.mkdtemp(prefix="facereg-anchor-"))
-        with user_errors("Adding the anchor"):
-            from PIL import Image
+        workspace = self.workspaces.get(request, profile)
+        with user_errors("Enrolling"):
+            saved, problems = self._enroll(workspace, [frame], ["webcam picture"])
+        if not saved:
+            raise fail(" ".join(problems), title="Enrolling failed")
+        return self.anchors_view(request, profile)
 
-            from trainer import load_image
-
-            path = folder / f"anchor-{uuid.uuid4().hex[:6]}.png"
-            Image.fromarray(load_image(frame, name="webcam picture")).save(path)
-        return [*(anchors or []), str(path)]
+    def clear_anchors(self, request: gr.Request, profile: Optional[gr.OAuthProfile]) -> tuple:
+        """Remove every enrolled anchor."""
+        workspace = self.workspaces.get(request, profile)
+        for path in workspace.anchor_files():
+            workspace.enrolled.delete(path)
+        workspace.anchor_embeddings = None
+        return self.anchors_view(request, profile)
 
     def verify_anchors(
-        self, anchors: Optional[list], probe: Any, detection_threshold: Optional[float], verification_threshold: float
+        self, anchors: Optional[list], probe: Any, detection_threshold: Optional[float], verification_threshold: float,
+        request: gr.Request, profile: Optional[gr.OAuthProfile], oauth_token: Optional[gr.OAuthToken],
     ) -> tuple:
-        """A probe against every anchor: verdict, per-anchor scores and the full result."""
-        if not anchors:
-            raise fail("Enroll at least one anchor image first.", title="No anchors")
+        """A probe against every enrolled anchor (anchors given here are enrolled first): verdict, scores, result."""
+        workspace = self.workspaces.get(request, profile)
+        if anchors:
+            paths = [_path_of(a) for a in anchors]
+            with user_errors("Enrolling"):
+                _, problems = self._enroll(workspace, paths, [Path(p).name for p in paths])
+            for problem in problems:
+                gr.Warning(problem)
+        files = workspace.anchor_files()
+        if not files:
+            raise fail("Enrol at least one anchor image first.", title="No anchors")
         probe = image_path(probe, "the probe face")
-        paths = [a if isinstance(a, str) else getattr(a, "name", a) for a in anchors]
+        self._check_image(probe, "the probe")
+        verifier = self._verifier(workspace, oauth_token)
         with user_errors("Verification against anchors"):
-            result = self.holder.get().verify_against_anchors(
-                probe, paths, detection_threshold=detection_threshold, verification_threshold=verification_threshold
-            )
+            key = (id(verifier), tuple(p.name for p in files))
+            cached = workspace.anchor_embeddings
+            anchor_set = cached[1] if cached and cached[0] == key else verifier.enroll([str(p) for p in files])
+            workspace.anchor_embeddings = (key, anchor_set)
+            result = verifier.verify_against_anchors(
+                probe, anchor_set, detection_threshold=detection_threshold,
+                verification_threshold=verification_threshold)
         for warning in result["warnings"] + result["skipped_anchors"]:
             gr.Warning(warning)
         for row in result["scores"]:
-            row["anchor"] = Path(row["anchor"]).name
+            row["anchor"] = _display_name(Path(row["anchor"]))
         rows = [[r["anchor"], round(r["score"], 4), r["score"] > result["detection_threshold"]] for r in result["scores"]]
         detail = (
             f"{result['detections']} of {result['anchors']} anchors above {result['detection_threshold']:.3f}: "
@@ -89,122 +193,160 @@ class Actions:
         return verdict_markdown(result["is_match"], detail), rows, result
 
     # -- Capture -------------------------------------------------------------------------------------------------
-    def _save(self, image: Any, category: str, name: str) -> Path:
+    def _save(self, workspace: Workspace, image: Any, category: str, name: str) -> Path:
         with user_errors("Capture"):
-            detector = self.holder.get().config.detector
-            saved = self.store.save_face(image, category, detector=detector, name=name)
+            self._check_image(image, name)
+            workspace.check_capture_room(1)
+            self.workspaces.make_room(CAPTURE_BYTES, keep=workspace)
+            detector = self.models.default().config.detector
+            saved = workspace.captures.save_face(image, category, detector=detector, name=name)
         if saved.faces_found > 1:
             gr.Warning(f"{name}: {saved.faces_found} faces found; saved the largest")
         return saved.path
 
-    def capture(self, files: Optional[list], category: str) -> tuple:
-        """Save the face of each uploaded image under the category: status, counts, gallery."""
+    def capture(self, files: Optional[list], category: str, request: gr.Request,
+                profile: Optional[gr.OAuthProfile]) -> tuple:
+        """Save the face of each uploaded image under the category: status, counts, gallery, cleared uploads."""
         if category not in CATEGORIES:
             raise fail(f"Choose a category: {', '.join(CATEGORIES)}.", title="Capture failed")
         if not files:
             raise fail("Add images first (upload them, or use the webcam above).", title="Nothing to capture")
+        workspace = self.workspaces.get(request, profile)
+        paths = [_path_of(f) for f in files]
+        with user_errors("Capture"):
+            workspace.check_capture_room(len(paths))
         saved, problems = [], []
-        for item in files:
-            path = item if isinstance(item, str) else getattr(item, "name", item)
+        for path in paths:
             try:
-                saved.append(self._save(path, category, Path(str(path)).name))
+                saved.append(self._save(workspace, path, category, Path(str(path)).name))
             except gr.Error as exc:
                 problems.append(exc.message)
+        _discard_uploads(paths)
         if not saved:
             raise fail(" ".join(problems), title="Capture failed")
         for problem in problems:
             gr.Warning(problem)
         status = f"Saved {len(saved)} {category} face(s)" + (f"; skipped {len(problems)}" if problems else "")
-        return (status,) + self.overview(category)
+        return (status, *self._overview(workspace, category), None)
 
-    def capture_frame(self, frame: Any, category: str, auto: bool, every_ms: float, request: gr.Request) -> tuple:
-        """A webcam stream frame: kept as the latest one; saved when automatic capture is due."""
-        session = request.session_hash or "api"
+    def capture_frame(self, frame: Any, category: str, auto: bool, every_ms: float, request: gr.Request,
+                      profile: Optional[gr.OAuthProfile]) -> tuple:
+        """A webcam stream frame: kept as the visitor's latest one; saved when automatic capture is due."""
+        workspace = self.workspaces.get(request, profile)
         now = time.monotonic()
-        with self._frames_lock:
-            self._latest_frames[session] = frame
-            due = auto and frame is not None and now - self._last_auto.get(session, 0.0) >= max(every_ms, 100) / 1000
+        with workspace.lock:
+            workspace.frame = frame
+            due = auto and frame is not None and now - workspace.last_auto >= max(every_ms or 0, 100) / 1000
             if due:
-                self._last_auto[session] = now
+                workspace.last_auto = now
         if not due:
             return gr.skip(), gr.skip(), gr.skip()
         try:
-            path = self._save(frame, category, "webcam frame")
-        except gr.Error as exc:  # no face in this frame: say so, keep streaming
+            path = self._save(workspace, frame, category, "webcam frame")
+        except gr.Error as exc:  # no face in this frame, or a limit: say so, keep streaming
             return f"Automatic capture: {exc.message}", gr.skip(), gr.skip()
-        return (f"Automatic capture: saved {path.name} as {category}",) + self.overview(category)
+        return (f"Automatic capture: saved {path.name} as {category}", *self._overview(workspace, category))
 
-    def capture_now(self, category: str, request: gr.Request) -> tuple:
-        """Save the latest webcam frame of this session (the manual capture button)."""
-        frame = self._latest_frames.get(request.session_hash or "api")
+    def capture_now(self, category: str, request: gr.Request, profile: Optional[gr.OAuthProfile]) -> tuple:
+        """Save the visitor's latest webcam frame (the manual capture button)."""
+        workspace = self.workspaces.get(request, profile)
+        frame = workspace.frame
         if frame is None:
             raise fail("Start the camera first (click the record button under the webcam).", title="No frame yet")
-        path = self._save(frame, category, "webcam frame")
-        return (f"Saved {path.name} as {category}",) + self.overview(category)
+        path = self._save(workspace, frame, category, "webcam frame")
+        return (f"Saved {path.name} as {category}", *self._overview(workspace, category))
 
     def forget_session(self, request: gr.Request) -> None:
-        """Drop a closed session's latest frame."""
-        with self._frames_lock:
-            self._latest_frames.pop(request.session_hash, None)
-            self._last_auto.pop(request.session_hash, None)
+        """A browser tab closed: delete its workspace (a signed-in user's lives on until its time to live)."""
+        self.workspaces.end_session(request)
 
-    def overview(self, category: str) -> tuple[str, list]:
+    def overview(self, category: str, request: gr.Request, profile: Optional[gr.OAuthProfile]) -> tuple[str, list]:
         """Counts per category, and the newest captures of one category for the gallery."""
-        counts = self.store.counts()
-        line = " · ".join(f"**{c}**: {n}" for c, n in counts.items()) + f" · total {sum(counts.values())}"
-        gallery = [(str(p), f"{p.parent.name}/{p.name}") for p in self.store.files(category)[:GALLERY_LIMIT]]
-        return line, gallery
+        return self._overview(self.workspaces.get(request, profile), category)
 
-    def delete_capture(self, caption: Optional[str], category: str) -> tuple:
-        """Delete the capture selected in the gallery."""
+    @staticmethod
+    def _overview(workspace: Workspace, category: str) -> tuple[str, list]:
+        counts = workspace.captures.counts()
+        line = " · ".join(f"**{c}**: {n}" for c, n in counts.items()) + f" · total {sum(counts.values())}"
+        files = workspace.captures.files(category if category in CATEGORIES else None)[:GALLERY_LIMIT]
+        return line, [(str(p), f"{p.parent.name}/{p.name}") for p in files]
+
+    def delete_capture(self, caption: Optional[str], category: str, request: gr.Request,
+                       profile: Optional[gr.OAuthProfile]) -> tuple:
+        """Delete one of the visitor's captures, named as the gallery captions it (category/file)."""
         if not caption:
             raise fail("Select an image in the gallery first.", title="Nothing selected")
+        workspace = self.workspaces.get(request, profile)
         try:
-            self.store.delete(self.store.root / caption)
+            found = workspace.captures.delete(workspace.captures.root / caption)
         except ValueError as exc:
             raise fail(str(exc), title="Delete failed") from None
-        return (f"Deleted {caption}", None) + self.overview(category)
+        if not found:
+            raise fail(f"{caption} is not one of your captures.", title="Delete failed")
+        return (f"Deleted {caption}", None, *self._overview(workspace, category))
 
     def push_dataset(
-        self, repo_id: str, private: bool, oauth_token: gr.OAuthToken | None, progress: gr.Progress = gr.Progress()
+        self, repo_id: str, private: bool, request: gr.Request, profile: Optional[gr.OAuthProfile],
+        oauth_token: Optional[gr.OAuthToken], progress: gr.Progress = gr.Progress(),
     ) -> str:
-        """Push the capture folder to a dataset repo; the repo's URL."""
+        """Push the visitor's captures to a dataset repo (as the visitor); the repo's URL."""
         import hub_tools
 
-        repo_id = (repo_id or "").strip()
-        if not repo_id:
-            raise fail("Enter a dataset repo id, such as your-name/faces.", title="No repo")
-        if self.store.total() == 0:
-            raise fail("The capture set is empty: capture or upload some faces first.", title="Nothing to push")
-        token = resolve_token(oauth_token)
-        with user_errors("Pushing the dataset", token):
-            url = hub_tools.push_dataset(
-                self.store.root, repo_id, private=bool(private), token=token, progress=lambda f, m: progress(f, desc=m)
-            )
+        repo_id = _repo_id(repo_id, "dataset", "your-name/faces")
+        token = hub_token(oauth_token, required=True, action="push a dataset")
+        workspace = self.workspaces.get(request, profile)
+        if workspace.captures.total() == 0:
+            raise fail("Your capture set is empty: capture or upload some faces first.", title="Nothing to push")
+        with user_errors("Pushing the dataset", *secrets_of(token)):
+            url = hub_tools.push_dataset(workspace.captures.root, repo_id, private=bool(private), token=token,
+                                         progress=lambda f, m: progress(f, desc=m))
         return f"Pushed to [{url}]({url})"
+
+    # -- Delete my data ------------------------------------------------------------------------------------------
+    def delete_my_data(self, request: gr.Request, profile: Optional[gr.OAuthProfile]) -> str:
+        """Delete everything of the visitor at once: captures, anchors, runs, latest frame, model choice."""
+        workspace = self.workspaces.find(request, profile)
+        if workspace is None:
+            return "Nothing to delete: this app holds no data of yours."
+        self.workspaces.delete(workspace)
+        return "Deleted all your data held by this app: captures, anchors, trained models, webcam frame, model choice."
+
+    def privacy_note(self, request: gr.Request, profile: Optional[gr.OAuthProfile]) -> str:
+        """What the app holds of this visitor, and until when."""
+        workspace = self.workspaces.get(request, profile)
+        counts = workspace.captures.total(), len(workspace.anchor_files()), len(workspace.run_ids())
+        hours = workspace.ttl_s / 3600
+        lifetime = (f"{hours:g} h after your last action" if hours >= 1 else f"{workspace.ttl_s / 60:g} min after your "
+                    "last action")
+        who = (f"signed in as **{workspace.owner}**: kept until {lifetime}" if workspace.signed_in
+               else f"this browser tab only: deleted when you close it, or {lifetime}")
+        return (f"Your data here: {counts[0]} captures, {counts[1]} anchors, {counts[2]} trained models; "
+                f"{who}. Nobody else can see it.")
 
     # -- Train and publish ---------------------------------------------------------------------------------------
     def train(
-        self,
-        dataset: str,
-        backbone: str,
-        epochs: float,
-        oauth_token: gr.OAuthToken | None,
-        progress: gr.Progress = gr.Progress(),
+        self, dataset: str, backbone: str, epochs: float, request: gr.Request, profile: Optional[gr.OAuthProfile],
+        oauth_token: Optional[gr.OAuthToken], progress: gr.Progress = gr.Progress(),
     ) -> tuple:
-        """Train a model on a dataset repo (or the local capture folder): metrics, ROC plot, threshold, run id."""
+        """Train on a dataset repo, or 'local' (the visitor's captures): metrics, ROC plot, threshold, run id."""
         from trainer.train import train
 
         dataset = (dataset or "").strip()
-        if not dataset:
-            raise fail("Enter a dataset repo id (or 'local' for the capture folder).", title="No dataset")
-        source = str(self.store.root) if dataset == "local" else dataset
-        token = None if dataset == "local" else _optional_token(oauth_token)
-        run_id = time.strftime("run-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-        output = self.runs_dir / run_id
-        with user_errors("Training", *(t for t in [token] if t)):
+        workspace = self.workspaces.get(request, profile)
+        if dataset == "local":
+            source, token = workspace.captures.root, None
+            if workspace.captures.total() == 0:
+                raise fail("Your capture set is empty: capture faces first, or enter a dataset repo id.",
+                           title="Nothing to train on")
+        else:
+            source = _repo_id(dataset, "dataset", "your-name/faces (or 'local' for your captures)")
+            token = hub_token(oauth_token, required=False, action="read a private dataset")
+        with user_errors("Training", *secrets_of(token)):
+            run_id, output = workspace.new_run_dir()
+            self.workspaces.make_room(RUN_BYTES, keep=workspace)
             progress(0, desc="loading the dataset")
             result = train(source, backbone, int(epochs), output, token=token, verbose=0,
+                           cache_dir=workspace.face_cache, allow_folder=dataset == "local",
                            progress=lambda f, m: progress(f, desc=m))
         for problem in (result.no_face + result.corrupt)[:5]:
             gr.Warning(f"skipped {problem}")
@@ -212,44 +354,65 @@ class Actions:
         return result.metrics, str(roc) if roc.is_file() else None, result.threshold, run_id
 
     def publish(
-        self, run_id: str, repo_id: str, private: bool, oauth_token: gr.OAuthToken | None,
-        progress: gr.Progress = gr.Progress(),
+        self, run_id: str, repo_id: str, private: bool, request: gr.Request, profile: Optional[gr.OAuthProfile],
+        oauth_token: Optional[gr.OAuthToken], progress: gr.Progress = gr.Progress(),
     ) -> tuple:
-        """Push a trained model to a model repo and switch the app to it: URL, model info, new threshold."""
+        """Push one of the visitor's trained models to a model repo and use it for them: URL, model info, threshold."""
         import hub_tools
 
-        run_id, repo_id = (run_id or "").strip(), (repo_id or "").strip()
-        if not RUN_ID.match(run_id) or not (self.runs_dir / run_id / "facereg.json").is_file():
-            raise fail("Train a model first: there is no trained model with that run id.", title="Nothing to publish")
-        if not repo_id:
-            raise fail("Enter a model repo id, such as your-name/facereg.", title="No repo")
-        token = resolve_token(oauth_token)
-        with user_errors("Publishing", token):
+        workspace = self.workspaces.get(request, profile)
+        folder = workspace.run_dir(run_id)
+        if folder is None:
+            raise fail("Train a model first: you have no trained model with that run id.", title="Nothing to publish")
+        repo_id = _repo_id(repo_id, "model", "your-name/facereg")
+        token = hub_token(oauth_token, required=True, action="publish a model")
+        with user_errors("Publishing", *secrets_of(token)):
             progress(0.1, desc=f"uploading to {repo_id}")
-            url = hub_tools.push_model(self.runs_dir / run_id, repo_id, private=bool(private), token=token)
+            url = hub_tools.push_model(folder, repo_id, private=bool(private), token=token)
             progress(0.7, desc="loading the published model")
-            verifier = self.holder.switch(ModelSource(repo=repo_id), token=token)
-        log.info("switched to %s", repo_id)
-        return f"Published to [{url}]({url}); the app now uses it.", self.holder.info(), verifier.threshold
+            choice = self.models.resolve(repo_id, None, token)
+            verifier = self.models.load(choice, token, folder=folder)
+        workspace.model, workspace.anchor_embeddings = choice, None
+        log.info("a visitor switched to their published model")
+        return (f"Published to [{url}]({url}); the app now uses it for you.", self.models.info(choice, verifier),
+                verifier.threshold)
 
     # -- Model ---------------------------------------------------------------------------------------------------
-    def model_info(self) -> dict:
-        """The loaded model: source, revision, backbone, threshold, metrics (loads it on first use)."""
-        with user_errors("Loading the model"):
-            return self.holder.info()
+    def model_info(self, request: gr.Request, profile: Optional[gr.OAuthProfile],
+                   oauth_token: Optional[gr.OAuthToken]) -> dict:
+        """The model serving this visitor: source, revision, backbone, threshold, metrics (loads it on first use)."""
+        workspace = self.workspaces.get(request, profile)
+        verifier = self._verifier(workspace, oauth_token)
+        return self.models.info(workspace.model, verifier)
 
-    def threshold(self) -> float:
-        """The loaded model's tuned threshold."""
-        return self.model_info()["threshold"]
+    def load_model(self, repo_id: str, revision: str, request: gr.Request, profile: Optional[gr.OAuthProfile],
+                   oauth_token: Optional[gr.OAuthToken]) -> tuple:
+        """Use a published model for this visitor (blank repo: the app's default): model info and its threshold."""
+        workspace = self.workspaces.get(request, profile)
+        if not (repo_id or "").strip():
+            workspace.model, workspace.anchor_embeddings = None, None
+            verifier = self._verifier(workspace, oauth_token)
+            return self.models.info(None, verifier), verifier.threshold
+        repo_id = _repo_id(repo_id, "model", "your-name/facereg")
+        token = hub_token(oauth_token, required=False, action="load a private model")
+        with user_errors("Loading the model", *secrets_of(token)):
+            choice = self.models.resolve(repo_id, (revision or "").strip() or None, token)
+            verifier = self.models.load(choice, token)
+        workspace.model, workspace.anchor_embeddings = choice, None
+        return self.models.info(choice, verifier), verifier.threshold
 
-    def load_model(self, repo_id: str, revision: str, oauth_token: gr.OAuthToken | None) -> tuple:
-        """Switch to a published model (blank repo: the one the app started with): model info and its threshold."""
-        repo_id, revision = (repo_id or "").strip(), (revision or "").strip()
-        token = _optional_token(oauth_token) if repo_id else None
-        source = ModelSource(repo=repo_id, revision=revision or None) if repo_id else self.holder.initial_source
-        with user_errors("Loading the model", *(t for t in [token] if t)):
-            verifier = self.holder.switch(source, token=token)
-        return self.holder.info(), verifier.threshold
+
+def _enrolled_stem(image: Any, name: str) -> str:
+    """The file stem of an enrolled anchor: a hash of the image (so enrolling it again keeps one) and its name."""
+    digest = hashlib.sha256()
+    if isinstance(image, (str, Path)) and Path(image).is_file():
+        digest.update(Path(image).read_bytes())
+    elif hasattr(image, "tobytes"):
+        digest.update(image.tobytes())
+    else:
+        digest.update(repr(image).encode())
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem)[:60] or "anchor"
+    return f"{digest.hexdigest()[:16]}{ENROLLED_SEPARATOR}{safe}"
 
 
 def _contents(value: Any) -> Any:
@@ -259,9 +422,19 @@ def _contents(value: Any) -> Any:
     return value
 
 
-def _optional_token(oauth_token: gr.OAuthToken | None) -> str | None:
-    """A token when one is available (private repos need it), else None."""
-    try:
-        return resolve_token(oauth_token)
-    except gr.Error:
-        return None
+def _discard_uploads(paths: list) -> None:
+    """Delete uploaded originals from Gradio's upload folder once their faces are saved (they are the visitor's)."""
+    from gradio.utils import get_upload_folder
+
+    uploads = Path(get_upload_folder()).resolve()
+    for path in paths:
+        try:
+            target = Path(path).resolve()
+        except (TypeError, OSError):
+            continue
+        if uploads in target.parents and target.is_file():
+            target.unlink(missing_ok=True)
+            try:
+                target.parent.rmdir()  # Gradio keeps each upload in a folder of its own
+            except OSError:
+                pass

@@ -4,7 +4,6 @@ Run locally with `python -m space`; on a Hugging Face Space this file is the `ap
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -15,13 +14,16 @@ import space  # noqa: E402,F401  (applies FACEREG_HUB_ENDPOINT before gradio imp
 import gradio as gr  # noqa: E402
 
 from space.actions import Actions  # noqa: E402
-from space.capture import CATEGORIES, CaptureStore  # noqa: E402
+from space.capture import CATEGORIES  # noqa: E402
 from space.components import WEBCAM, face_image  # noqa: E402
-from space.state import ModelHolder  # noqa: E402
+from space.models import Models  # noqa: E402
+from space.state import on_space  # noqa: E402
+from space.workspace import Workspaces  # noqa: E402
 
-RUNS_DIR_ENV = "FACEREG_RUNS_DIR"
 BACKBONE_CHOICES = ("dlib_resnet", "classic")  # trainer.networks.BACKBONES, without importing TensorFlow here
 INFERENCE = {"concurrency_id": "inference", "concurrency_limit": 4}
+PRIVATE = {"api_visibility": "private"}
+CACHE_SWEEP_S = 300  # how often Gradio's copies of uploads and shown images are checked for age
 
 
 def _selected_caption(evt: gr.SelectData) -> str | None:
@@ -38,23 +40,24 @@ def _token_note() -> str:
     return f"Running locally: Hub actions use `HF_TOKEN` or your `hf auth login` ({found})."
 
 
-def build_app(
-    holder: ModelHolder | None = None, store: CaptureStore | None = None, runs_dir: str | Path | None = None
-) -> gr.Blocks:
+def build_app(models: Models | None = None, workspaces: Workspaces | None = None) -> gr.Blocks:
     """Build the Blocks app; nothing heavy happens here (the model loads on first use)."""
-    holder = holder or ModelHolder()
-    store = store or CaptureStore()
-    runs = Path(runs_dir or os.environ.get(RUNS_DIR_ENV, "") or "runs")
-    actions = Actions(holder, store, runs)
-    hint = holder.threshold_hint() or 0.5
+    models = Models() if models is None else models
+    workspaces = Workspaces() if workspaces is None else workspaces
+    actions = Actions(models, workspaces)
+    hint = models.threshold_hint() or 0.5
+    ttl = int(workspaces.limits.anonymous_ttl_s)
 
-    with gr.Blocks(title="FaceReg") as demo:
+    with gr.Blocks(title="FaceReg", delete_cache=(min(CACHE_SWEEP_S, max(ttl // 2, 1)), max(ttl, 1))) as demo:
         with gr.Row(equal_height=True):
             gr.Markdown("# FaceReg\nFace verification with a Siamese network.", elem_id="title")
-            if gr.utils.get_space():
+            if on_space():
                 gr.LoginButton(scale=0)
             else:
                 gr.Markdown(_token_note(), elem_id="token-note")
+        with gr.Row(equal_height=True):
+            privacy = gr.Markdown(elem_id="privacy-note")
+            forget_button = gr.Button("Delete my data", variant="stop", scale=0, elem_id="delete-my-data")
 
         with gr.Tabs():
             with gr.Tab("Verify", id="verify"):
@@ -77,9 +80,14 @@ def build_app(
             with gr.Tab("Anchors", id="anchors"):
                 with gr.Row():
                     with gr.Column():
-                        anchors = gr.File(label="Anchor images", file_count="multiple", file_types=["image"])
+                        anchor_uploads = gr.File(label="Anchor images", file_count="multiple", file_types=["image"])
+                        enroll_button = gr.Button("Enrol these images")
                         anchor_cam = face_image("Add an anchor", height=240)
                         add_anchor = gr.Button("Add to anchors")
+                        anchors_line = gr.Markdown(elem_id="anchors-count")
+                        anchors_gallery = gr.Gallery(label="Enrolled anchors", columns=5, height=200,
+                                                     allow_preview=False, elem_id="anchors")
+                        clear_anchors = gr.Button("Clear anchors")
                     with gr.Column():
                         probe = face_image("Probe", height=240)
                         detection = gr.Slider(0, 1, value=hint, step=0.001, label="Detection threshold",
@@ -121,7 +129,7 @@ def build_app(
             with gr.Tab("Train and publish", id="train"):
                 with gr.Row():
                     train_dataset = gr.Textbox(label="Dataset repo",
-                                               placeholder="your-name/faces, or 'local' for this app's captures")
+                                               placeholder="your-name/faces, or 'local' for your captures")
                     backbone = gr.Dropdown(list(BACKBONE_CHOICES), value=BACKBONE_CHOICES[0], label="Backbone")
                     epochs = gr.Number(value=5, minimum=1, maximum=500, precision=0, label="Epochs")
                 train_button = gr.Button("Train", variant="primary")
@@ -148,49 +156,64 @@ def build_app(
 
         verify_button.click(actions.verify, [image1, image2, threshold],
                             [chip1, chip2, verdict, score, elapsed, details], api_name="verify", **INFERENCE)
-        add_anchor.click(actions.add_anchor, [anchors, anchor_cam], anchors, api_visibility="private")
-        anchors_button.click(actions.verify_anchors, [anchors, probe, detection, verification],
-                             [anchors_verdict, anchor_scores, anchors_details], api_name="verify_anchors", **INFERENCE)
+
+        anchors_view = [anchors_line, anchors_gallery]
+        enrolled = enroll_button.click(actions.enroll_anchors, anchor_uploads, [*anchors_view, anchor_uploads],
+                            api_name="enroll_anchors", **INFERENCE)
+        added = add_anchor.click(actions.add_anchor, anchor_cam, anchors_view, **PRIVATE, **INFERENCE)
+        clear_anchors.click(actions.clear_anchors, None, anchors_view, api_name="clear_anchors")
+        anchors_button.click(actions.verify_anchors, [anchor_uploads, probe, detection, verification],
+                             [anchors_verdict, anchor_scores, anchors_details], api_name="verify_anchors",
+                             **INFERENCE).then(actions.anchors_view, None, anchors_view, **PRIVATE)
 
         overview = [counts, gallery]
         camera.stream(actions.capture_frame, [camera, category, auto, every_ms], [capture_status, *overview],
-                      stream_every=0.2, time_limit=None, api_visibility="private", show_progress="hidden",
-                      concurrency_limit=2)  # (trigger_mode="always_last" stops a webcam stream after one frame)
-        capture_button.click(actions.capture_now, [category], [capture_status, *overview], api_visibility="private")
-        upload_button.click(actions.capture, [uploads, category], [capture_status, *overview], api_name="capture",
-                            **INFERENCE)
-        category.change(actions.overview, category, overview, api_visibility="private")
-        gallery.select(_selected_caption, None, selected, api_visibility="private")
-        delete_button.click(actions.delete_capture, [selected, category], [capture_status, selected, *overview],
+                      stream_every=0.2, time_limit=None, show_progress="hidden", concurrency_limit=2,
+                      **PRIVATE)  # (trigger_mode="always_last" stops a webcam stream after one frame)
+        captured = capture_button.click(actions.capture_now, [category], [capture_status, *overview], **PRIVATE)
+        uploaded = upload_button.click(actions.capture, [uploads, category], [capture_status, *overview, uploads],
+                            api_name="capture", **INFERENCE)
+        category.change(actions.overview, category, overview, **PRIVATE)
+        gallery.select(_selected_caption, None, selected, **PRIVATE)
+        deleted = delete_button.click(actions.delete_capture, [selected, category], [capture_status, selected, *overview],
                             api_name="delete_capture")
         push_button.click(actions.push_dataset, [dataset_repo, dataset_private], push_result,
-                          api_name="push_dataset").success(lambda repo: repo, dataset_repo, train_dataset,
-                                                           api_visibility="private")
+                          api_name="push_dataset").success(lambda repo: repo, dataset_repo, train_dataset, **PRIVATE)
 
-        train_button.click(actions.train, [train_dataset, backbone, epochs], [metrics, roc, tuned, run_id],
+        trained = train_button.click(actions.train, [train_dataset, backbone, epochs], [metrics, roc, tuned, run_id],
                            api_name="train", concurrency_id="train", concurrency_limit=1)
         publish_button.click(actions.publish, [run_id, model_repo, model_private],
                              [publish_result, model_info, threshold], api_name="publish").success(
-            lambda t: t, threshold, detection, api_visibility="private")
+            lambda t: t, threshold, detection, **PRIVATE)
 
         load_button.click(actions.load_model, [load_repo, load_revision], [model_info, threshold],
-                          api_name="load_model").success(lambda t: t, threshold, detection, api_visibility="private")
+                          api_name="load_model").success(lambda t: t, threshold, detection, **PRIVATE)
         refresh_button.click(actions.model_info, None, model_info, api_name="model_info")
 
-        demo.load(actions.overview, category, overview, api_visibility="private")
-        demo.load(actions.model_info, None, model_info, api_visibility="private").success(
-            lambda info: (info["threshold"],) * 2, model_info, [threshold, detection], api_visibility="private")
+        forget_button.click(actions.delete_my_data, None, privacy, api_name="delete_my_data").then(
+            actions.overview, category, overview, **PRIVATE).then(
+            actions.anchors_view, None, anchors_view, **PRIVATE).then(
+            lambda: (None, None, None, None), None, [metrics, roc, tuned, run_id], **PRIVATE).then(
+            actions.model_info, None, model_info, **PRIVATE)
+        for event in (enrolled, added, captured, uploaded, deleted, trained):
+            event.then(actions.privacy_note, None, privacy, **PRIVATE)
+
+        demo.load(actions.overview, category, overview, **PRIVATE)
+        demo.load(actions.anchors_view, None, anchors_view, **PRIVATE)
+        demo.load(actions.privacy_note, None, privacy, **PRIVATE)
+        demo.load(actions.model_info, None, model_info, **PRIVATE).success(
+            lambda info: (info["threshold"],) * 2, model_info, [threshold, detection], **PRIVATE)
         demo.unload(actions.forget_session)
-    demo.facereg_paths = [store.root, runs]  # what launch() must allow Gradio to serve
+    demo.facereg_models, demo.facereg_workspaces = models, workspaces
     return demo
 
 
 def launch(demo: gr.Blocks, **kwargs) -> None:
-    """Launch the app, allowing Gradio to serve the capture and runs folders."""
-    paths = [str(Path(p).resolve()) for p in getattr(demo, "facereg_paths", [])]
-    for path in paths:
-        Path(path).mkdir(parents=True, exist_ok=True)
-    demo.queue(default_concurrency_limit=2).launch(allowed_paths=paths, **kwargs)
+    """Launch the app: no folder of visitors' data is served; uploads are capped; expired workspaces are swept."""
+    workspaces: Workspaces = demo.facereg_workspaces
+    workspaces.start_sweeper(every_s=min(60.0, max(workspaces.limits.anonymous_ttl_s / 4, 1.0)))
+    kwargs.setdefault("max_file_size", workspaces.limits.upload_bytes)
+    demo.queue(default_concurrency_limit=2).launch(**kwargs)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The capture folder: face crops saved at once as `anchor/`, `positive/`, `negative/` images (a FaceReg dataset)."""
+"""A capture folder: face crops saved at once as `anchor/`, `positive/`, `negative/` images (a FaceReg dataset)."""
 from __future__ import annotations
 
 import os
@@ -12,8 +12,6 @@ from typing import Any
 import numpy as np
 
 CATEGORIES = ("anchor", "positive", "negative")
-CAPTURE_DIR_ENV = "FACEREG_CAPTURE_DIR"
-DEFAULT_CAPTURE_DIR = "data/captures"
 CROP_SIZE = 250  # the original design's 250 x 250 crops; the trainer re-detects and aligns them
 CROP_MARGIN = 0.4  # fraction of the face box added on each side, so a detector finds the face again
 
@@ -24,11 +22,6 @@ class Saved:
 
     path: Path
     faces_found: int
-
-
-def default_capture_dir() -> Path:
-    """FACEREG_CAPTURE_DIR, else ./data/captures."""
-    return Path(os.environ.get(CAPTURE_DIR_ENV, "").strip() or DEFAULT_CAPTURE_DIR)
 
 
 def check_category(category: str) -> str:
@@ -53,12 +46,18 @@ def face_crop(image: np.ndarray, box: tuple[int, int, int, int], size: int = CRO
 class CaptureStore:
     """A folder of captured face crops by category; every write lands whole (temp file + rename)."""
 
-    def __init__(self, root: str | Path | None = None) -> None:
-        self.root = Path(root) if root is not None else default_capture_dir()
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
         self._lock = threading.Lock()
 
-    def save_face(self, image: Any, category: str, detector: str = "mtcnn", name: str = "capture") -> Saved:
-        """Detect the largest face of an image, crop it and save it under the category; NoFaceError if none."""
+    def save_face(
+        self, image: Any, category: str, detector: str = "mtcnn", name: str = "capture", stem: str | None = None
+    ) -> Saved:
+        """Detect the largest face of an image, crop it and save it under the category; NoFaceError if none.
+
+        stem: the file's name without extension (default: time and a random part); saving the same stem again keeps
+        the first file.
+        """
         from trainer import face_locations, load_image
         from trainer.errors import NoFaceError
 
@@ -67,16 +66,17 @@ class CaptureStore:
         faces = face_locations(pixels, detector=detector)
         if not faces:
             raise NoFaceError(f"{name}: no face found; face the camera in good light, or upload a clear photo")
-        return Saved(self.save_crop(face_crop(pixels, faces[0].box), category), len(faces))
+        return Saved(self.save_crop(face_crop(pixels, faces[0].box), category, stem), len(faces))
 
-    def save_crop(self, crop: np.ndarray, category: str) -> Path:
+    def save_crop(self, crop: np.ndarray, category: str, stem: str | None = None) -> Path:
         """Write a crop as JPEG into the category folder, atomically; return its path."""
         from PIL import Image
 
         folder = self.root / check_category(category)
         folder.mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = folder / f"{stamp}-{uuid.uuid4().hex[:8]}.jpg"
+        path = folder / f"{stem or time.strftime('%Y%m%d-%H%M%S') + '-' + uuid.uuid4().hex[:8]}.jpg"
+        if stem and path.exists():
+            return path
         partial = path.with_suffix(".jpg.part")
         Image.fromarray(crop).save(partial, format="JPEG", quality=95)
         with open(partial, "rb+") as handle:

@@ -1,14 +1,10 @@
-"""Process-wide state of the app: which model is loaded (lazily, once), which token to use, readable errors."""
+"""What every action shares: which token a visitor acts with, and readable errors that never leak a secret."""
 from __future__ import annotations
 
 import contextlib
 import html
-import json
 import logging
-import os
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,133 +12,43 @@ import gradio as gr
 
 log = logging.getLogger("facereg.space")
 
-MODEL_REPO_ENV = "FACEREG_MODEL_REPO"
-MODEL_REVISION_ENV = "FACEREG_MODEL_REVISION"
-MODEL_DIR_ENV = "FACEREG_MODEL_DIR"
-# The embedded default model's head (read for its threshold without importing TensorFlow).
-DEFAULT_HEAD_FILE = Path(__file__).resolve().parent.parent / "trainer" / "default_model" / "head.json"
 # What Gradio's mocked login (outside a Space) hands to gr.OAuthToken parameters: not a real token.
 MOCK_OAUTH_TOKEN = "mock-oauth-token-for-local-dev"
 NO_TOKEN_MESSAGE = (
-    "No usable Hugging Face token: sign in with the button at the top (on a Space), "
-    "or set HF_TOKEN / run `hf auth login` where the app runs."
+    "No usable Hugging Face token: set HF_TOKEN or run `hf auth login` where the app runs."
 )
+SIGN_IN_MESSAGE = "Sign in with Hugging Face (the button at the top) to {action}: this app acts on the Hub only as you."
 
 
-@dataclass(frozen=True)
-class ModelSource:
-    """Where a model comes from: a repo (and revision) through hub_tools, a local folder, or the embedded default."""
-
-    repo: str | None = None
-    revision: str | None = None
-    folder: str | None = None
-
-    @classmethod
-    def from_env(cls) -> "ModelSource":
-        """FACEREG_MODEL_REPO (+ FACEREG_MODEL_REVISION), else FACEREG_MODEL_DIR, else the embedded default."""
-        repo = os.environ.get(MODEL_REPO_ENV, "").strip() or None
-        revision = os.environ.get(MODEL_REVISION_ENV, "").strip() or None
-        folder = os.environ.get(MODEL_DIR_ENV, "").strip() or None
-        return cls(repo=repo, revision=revision if repo else None, folder=None if repo else folder)
-
-    def describe(self) -> str:
-        """One line naming the source."""
-        if self.repo:
-            return self.repo + (f"@{self.revision}" if self.revision else "")
-        return f"folder {self.folder}" if self.folder else "embedded default"
+def on_space() -> bool:
+    """Whether the app runs as a Hugging Face Space (SYSTEM=spaces), where visitors act only with their own token."""
+    return gr.utils.get_space() is not None
 
 
-class ModelHolder:
-    """The loaded `Verifier`: built on first use, once, and swapped atomically when another model is loaded."""
+def hub_token(oauth_token: gr.OAuthToken | None, *, required: bool, action: str) -> str | bool | None:
+    """The token a visitor's Hub action uses.
 
-    def __init__(self, source: ModelSource | None = None) -> None:
-        self.source = self.initial_source = source or ModelSource.from_env()
-        self._verifier: Any = None
-        self._lock = threading.Lock()
-
-    @property
-    def loaded(self) -> bool:
-        """Whether the model is in memory yet."""
-        return self._verifier is not None
-
-    def get(self) -> Any:
-        """The current `trainer.Verifier`, loading it on the first call."""
-        verifier = self._verifier
-        if verifier is not None:
-            return verifier
-        with self._lock:
-            if self._verifier is None:
-                self._verifier = self._load(self.source, token=None)
-            return self._verifier
-
-    def switch(self, source: ModelSource, token: str | None = None) -> Any:
-        """Load another model and make it current; the old one keeps serving until the new one is ready."""
-        verifier = self._load(source, token)
-        with self._lock:
-            self._verifier, self.source = verifier, source
-        return verifier
-
-    @staticmethod
-    def _load(source: ModelSource, token: str | None) -> Any:
-        from trainer import Verifier
-
-        log.info("loading model: %s", source.describe())
-        if source.repo:
-            return Verifier.from_hub(source.repo, revision=source.revision, token=token)
-        if source.folder:
-            return Verifier.from_dir(source.folder)
-        return Verifier.default()
-
-    def warm_up(self) -> None:
-        """Load the model and trace its embedding function once, so the first request is fast."""
-        import numpy as np
-
-        from trainer import face_locations
-
-        verifier = self.get()
-        size = verifier.spec.input_size
-        verifier.embed_chips(np.zeros((1, size, size, 3), np.uint8))
-        face_locations(np.random.default_rng(0).integers(0, 255, (240, 320, 3), np.uint8), verifier.config.detector)
-
-    def threshold_hint(self) -> float | None:
-        """The threshold without loading the model: the loaded one's, else read from the config file, else None."""
-        if self._verifier is not None:
-            return float(self._verifier.threshold)
-        if self.source.repo:
-            return None
-        config = Path(self.source.folder) / "facereg.json" if self.source.folder else DEFAULT_HEAD_FILE
-        try:
-            return float(json.loads(config.read_text())["threshold"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-
-    def info(self) -> dict[str, Any]:
-        """What the Model tab shows: source, revision, backbone, threshold, metrics."""
-        config = self.get().config
-        return {
-            "source": self.source.describe(),
-            "repo": self.source.repo,
-            "revision": self.source.revision or ("main" if self.source.repo else None),
-            "backbone": config.backbone,
-            "threshold": round(float(config.threshold), 4),
-            "flip": config.flip,
-            "detector": config.detector,
-            "dataset": config.dataset,
-            "created": config.created,
-            "metrics": config.metrics,
-        }
-
-
-def resolve_token(oauth_token: gr.OAuthToken | None) -> str:
-    """The signed-in user's token on a Space, else HF_TOKEN or the stored login; gr.Error when there is none."""
+    On a Space: the visitor's own OAuth token; a visitor who is not signed in gets "sign in" when a token is
+    required, else `False` (anonymous, never the Space's own token). Locally: the signed-in token, else HF_TOKEN or
+    the stored login (None when there is none and none is required).
+    """
     if oauth_token is not None and oauth_token.token and oauth_token.token != MOCK_OAUTH_TOKEN:
         return oauth_token.token
+    if on_space():
+        if required:
+            raise fail(SIGN_IN_MESSAGE.format(action=action), title="Sign-in needed")
+        return False
     from huggingface_hub import get_token
 
     token = get_token()
-    if not token:
-        raise fail(NO_TOKEN_MESSAGE, title="Sign-in needed")
+    if required and not token:
+        raise fail(NO_TOKEN_MESSAGE, title="Token needed")
     return token
+
+
+def secrets_of(*tokens: Any) -> tuple[str, ...]:
+    """The real tokens among some values, to scrub from messages."""
+    return tuple(t for t in tokens if isinstance(t, str) and t)
 
 
 def _scrubbed(text: str, secrets: tuple[str, ...]) -> str:
@@ -160,14 +66,17 @@ def fail(message: str, title: str = "Error") -> gr.Error:
 
 @contextlib.contextmanager
 def user_errors(action: str, *secrets: str) -> Iterator[None]:
-    """Turn FaceReg and Hub errors into a readable gr.Error; log anything unexpected without leaking tokens."""
+    """Turn FaceReg, Hub and quota errors into a readable gr.Error; log anything unexpected without leaking tokens."""
     from hub_tools.errors import HubError
+    from space.workspace import QuotaError
     from trainer.errors import FaceRegError
 
     try:
         yield
     except gr.Error:
         raise
+    except QuotaError as exc:
+        raise fail(html.escape(str(exc), quote=False), title="Limit reached") from None
     except (FaceRegError, HubError) as exc:
         raise fail(_scrubbed(str(exc), secrets), title=f"{action} failed") from None
     except Exception as exc:  # the app must keep working: report, do not crash the worker

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from space.app import build_app, launch
-from space.capture import CaptureStore
-from space.state import ModelHolder, ModelSource
+from space.models import Models, ModelSource
+from space.workspace import Limits, Workspaces
 
 
 def free_port() -> int:
@@ -21,24 +21,25 @@ def free_port() -> int:
 
 @dataclass
 class RunningApp:
-    """A launched app: its URL and the state behind it."""
+    """A launched app: its URL, its models and its visitors' workspaces."""
 
     url: str
-    holder: ModelHolder
-    store: CaptureStore
-    runs_dir: Path
+    models: Models
+    workspaces: Workspaces
 
 
 @contextlib.contextmanager
-def running_app(work_dir: Path, source: ModelSource | None = None) -> Iterator[RunningApp]:
-    """Launch the app in a background thread (captures and runs under work_dir); close it on exit."""
-    holder = ModelHolder(source)
-    store = CaptureStore(work_dir / "captures")
-    runs = work_dir / "runs"
-    demo = build_app(holder, store, runs)
+def running_app(
+    work_dir: Path, source: ModelSource | None = None, limits: Limits | None = None, models: Models | None = None
+) -> Iterator[RunningApp]:
+    """Launch the app in a background thread (workspaces under work_dir); close it on exit."""
+    models = models or Models(source)
+    workspaces = Workspaces(work_dir / "workspaces", limits)
+    demo = build_app(models, workspaces)
     port = free_port()
     launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
-        yield RunningApp(f"http://127.0.0.1:{port}/", holder, store, runs)
+        yield RunningApp(f"http://127.0.0.1:{port}/", models, workspaces)
     finally:
+        workspaces.stop()
         demo.close()

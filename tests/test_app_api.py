@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,7 +16,8 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 pytestmark = needs_lfw
 
-ENDPOINTS = {"/verify", "/verify_anchors", "/capture", "/push_dataset", "/train", "/publish", "/model_info"}
+ENDPOINTS = {"/verify", "/verify_anchors", "/enroll_anchors", "/clear_anchors", "/capture", "/delete_capture",
+             "/push_dataset", "/train", "/publish", "/model_info", "/load_model", "/delete_my_data"}
 TRAIN_BACKBONE = "dlib_resnet"
 NEGATIVE_PEOPLE = ("Tony_Blair", "Gerhard_Schroeder", "Donald_Rumsfeld", "Ariel_Sharon")
 
@@ -34,10 +36,15 @@ def app(tmp_path_factory):
         yield running
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def client(app) -> Client:
-    """A gradio_client connected to the app."""
+    """A gradio_client connected to the app: a visitor of its own, with an empty workspace."""
     return Client(app.url, verbose=False)
+
+
+def workspace_of(app, client: Client):
+    """The app's workspace for a gradio_client's session (None before its first call)."""
+    return app.workspaces.find(SimpleNamespace(session_hash=client.session_hash))
 
 
 @pytest.fixture
@@ -47,18 +54,9 @@ def token(hub_server, monkeypatch) -> str:
     return hub_server.token
 
 
-@pytest.fixture
-def empty_store(app, tmp_path):
-    """Point the app's capture folder at an empty temp folder for one test."""
-    saved = app.store.root
-    app.store.root = tmp_path / "captures"
-    yield app.store
-    app.store.root = saved
-
-
 def verify(client: Client, app, a, b) -> dict:
     """The details dict of /verify at the model's threshold."""
-    threshold = app.holder.get().threshold
+    threshold = app.models.default().threshold
     chip1, chip2, verdict, score, elapsed, details = client.predict(a, b, threshold, api_name="/verify")
     assert Path(chip1).is_file() and Path(chip2).is_file()
     assert details["score"] == pytest.approx(score, abs=1e-4) and elapsed > 0
@@ -75,28 +73,33 @@ def test_genuine_pair_matches_and_impostor_does_not(client, app):
     impostor = verify(client, app, lfw("Colin_Powell", 1), lfw("Tony_Blair", 1))
     assert genuine["is_match"] and not impostor["is_match"]
     assert genuine["score"] > impostor["score"]
-    assert genuine["threshold"] == pytest.approx(app.holder.get().threshold)
+    assert genuine["threshold"] == pytest.approx(app.models.default().threshold)
 
 
 def test_probe_against_anchors(client, app):
     anchors = [lfw("Colin_Powell", n) for n in (1, 2, 3)]
-    verdict, table, details = client.predict(anchors, lfw("Colin_Powell", 4), app.holder.get().threshold, 0.5,
+    threshold = app.models.default().threshold
+    verdict, table, details = client.predict(anchors, lfw("Colin_Powell", 4), threshold, 0.5,
                                              api_name="/verify_anchors")
     assert details["is_match"] and details["anchors"] == 3 and len(table["data"]) == 3
     assert [row[0] for row in table["data"]] == [f"Colin_Powell_{n:04d}.jpg" for n in (1, 2, 3)]
-    _, _, impostor = client.predict(anchors, lfw("Tony_Blair", 1), app.holder.get().threshold, 0.5,
-                                    api_name="/verify_anchors")
-    assert not impostor["is_match"] and impostor["detections"] < 2
+    _, _, impostor = client.predict(None, lfw("Tony_Blair", 1), threshold, 0.5, api_name="/verify_anchors")
+    assert not impostor["is_match"] and impostor["detections"] < 2 and impostor["anchors"] == 3
+    line, gallery, _ = client.predict(anchors[:1], api_name="/enroll_anchors")  # enrolled already: kept once
+    assert "**3** anchor(s)" in line and len(gallery) == 3
+    line, gallery = client.predict(api_name="/clear_anchors")
+    assert "No anchors" in line and gallery == [] and workspace_of(app, client).anchor_files() == []
 
 
-def test_capture_saves_face_crops(client, app, empty_store):
-    status, counts, gallery = client.predict([lfw("Colin_Powell", 1), lfw("Colin_Powell", 2)], "anchor",
-                                             api_name="/capture")
-    files = empty_store.files("anchor")
+def test_capture_saves_face_crops(client, app):
+    status, counts, gallery, _ = client.predict([lfw("Colin_Powell", 1), lfw("Colin_Powell", 2)], "anchor",
+                                                api_name="/capture")
+    store = workspace_of(app, client).captures
+    files = store.files("anchor")
     assert len(files) == 2 and "Saved 2 anchor" in status and "**anchor**: 2" in counts and len(gallery) == 2
     assert all(Image.open(f).size == (250, 250) for f in files)
-    client.predict(files[0].relative_to(empty_store.root).as_posix(), "anchor", api_name="/delete_capture")
-    assert empty_store.counts() == {"anchor": 1, "positive": 0, "negative": 0}
+    client.predict(files[0].relative_to(store.root).as_posix(), "anchor", api_name="/delete_capture")
+    assert store.counts() == {"anchor": 1, "positive": 0, "negative": 0}
 
 
 def fill_dataset(client: Client) -> None:
@@ -106,10 +109,9 @@ def fill_dataset(client: Client) -> None:
     client.predict([lfw(p, n) for p in NEGATIVE_PEOPLE for n in (1, 2)], "negative", api_name="/capture")
 
 
-def test_push_dataset_train_publish_and_switch(client, app, empty_store, token, hub_repo_id, monkeypatch, tmp_path):
+def test_push_dataset_train_publish_and_switch(client, app, token, hub_repo_id):
     import hub_tools
 
-    monkeypatch.setenv("FACEREG_CACHE", str(tmp_path / "face-cache"))
     fill_dataset(client)
     dataset_repo, model_repo = hub_repo_id, hub_repo_id + "-model"
     message = client.predict(dataset_repo, True, api_name="/push_dataset")
@@ -123,11 +125,11 @@ def test_push_dataset_train_publish_and_switch(client, app, empty_store, token, 
     message, info, slider = client.predict(run_id, model_repo, False, api_name="/publish")
     assert model_repo in message and info["repo"] == model_repo and slider == pytest.approx(threshold, abs=1e-3)
     assert client.predict(api_name="/model_info")["repo"] == model_repo
-    assert app.holder.source.repo == model_repo and app.holder.get().threshold == pytest.approx(threshold, abs=1e-4)
-    details = verify(client, app, lfw("Colin_Powell", 9), lfw("Colin_Powell", 10))
+    assert workspace_of(app, client).model.repo == model_repo
+    _, _, _, _, _, details = client.predict(lfw("Colin_Powell", 9), lfw("Colin_Powell", 10), slider, api_name="/verify")
     assert details["threshold"] == pytest.approx(threshold, abs=1e-4)
-    client.predict("", "", api_name="/load_model")  # back to the starting model for the other tests
-    assert app.holder.source == app.holder.initial_source
+    info, _ = client.predict("", "", api_name="/load_model")  # back to the app's default
+    assert info["repo"] is None and workspace_of(app, client).model is None
 
 
 def blank_image(path: Path) -> str:
@@ -150,7 +152,7 @@ def app_error(call) -> str:
     return str(raised.value)
 
 
-def test_errors_are_readable_and_the_app_keeps_working(client, app, empty_store, tmp_path, hub_server, monkeypatch):
+def test_errors_are_readable_and_the_app_keeps_working(client, app, tmp_path, hub_server, monkeypatch):
     face = lfw("Colin_Powell", 1)
     no_face = handle_file(blank_image(tmp_path / "blank.png"))
     assert "no face" in app_error(lambda: client.predict(no_face, face, 0.5, api_name="/verify"))
@@ -165,6 +167,9 @@ def test_errors_are_readable_and_the_app_keeps_working(client, app, empty_store,
                                                                                    api_name="/verify"))
     monkeypatch.setenv("HF_TOKEN", hub_server.token)
     assert "capture set is empty" in app_error(lambda: client.predict("facereg/x", True, api_name="/push_dataset"))
+    assert "not a dataset repo id" in app_error(lambda: client.predict("/etc", "dlib_resnet", 1, api_name="/train"))
+    assert "not a dataset repo id" in app_error(lambda: client.predict("../data", "dlib_resnet", 1,
+                                                                          api_name="/train"))
 
     client.predict([face], "anchor", api_name="/capture")
     monkeypatch.delenv("HF_TOKEN")
@@ -173,7 +178,7 @@ def test_errors_are_readable_and_the_app_keeps_working(client, app, empty_store,
     monkeypatch.setenv("HF_TOKEN", hub_server.token)
     missing = app_error(lambda: client.predict("facereg/does-not-exist", "", api_name="/load_model"))
     assert "not found" in missing and hub_server.token not in missing
-    assert app.holder.source.repo is None  # the old model still serves
+    assert workspace_of(app, client).model is None  # the old model still serves
 
     client.predict([face], "positive", api_name="/capture")
     no_negatives = app_error(lambda: client.predict("local", "dlib_resnet", 1, api_name="/train"))

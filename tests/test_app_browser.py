@@ -36,7 +36,7 @@ def app(tmp_path_factory):
     from space.testing import running_app
 
     with running_app(tmp_path_factory.mktemp("browser-app")) as running:
-        running.holder.get()  # load the model before the browser's first request
+        running.models.default()  # load the model before the browser's first request
         yield running
 
 
@@ -107,18 +107,23 @@ def test_verify_from_webcam_shows_the_verdict(page):
         screenshot(page, name)
 
 
+def positives(app) -> int:
+    """Positive captures in all of the app's workspaces."""
+    return sum(w.captures.counts()["positive"] for w in app.workspaces.all())
+
+
 def test_automatic_capture_saves_faces_while_streaming(page, app):
     page.get_by_role("tab", name="Capture").click()
     page.locator("#category").get_by_text("positive").click()
     page.locator("#auto-capture input[type=checkbox]").check()
     camera = page.locator("#camera")
     open_webcam(camera)
-    before = app.store.counts()["positive"]
+    before = positives(app)
     camera.locator("button.capture-button").click()  # labelled "Record" while streaming
     deadline = time.monotonic() + 60
-    while app.store.counts()["positive"] < before + 3 and time.monotonic() < deadline:
+    while positives(app) < before + 3 and time.monotonic() < deadline:
         time.sleep(0.5)
-    saved = app.store.counts()["positive"]
+    saved = positives(app)
     assert saved >= before + 3, "automatic capture saved fewer than 3 faces in 60 s"
     page.wait_for_function(
         "n => { const m = document.querySelector('#capture-counts').innerText.match(/positive: (\\d+)/);"

@@ -130,12 +130,14 @@ class FaceSet:
         return {label: counted[label] for label in LABELS}
 
 
-def load_source(source: str | Path, token: str | None = None, revision: str | None = None) -> "datasets.Dataset":
-    """A FaceReg dataset from a Hub dataset repo or a local folder of anchor/, positive/, negative/ images."""
+def load_source(
+    source: str | Path, token: str | bool | None = None, revision: str | None = None, allow_folder: bool = True
+) -> "datasets.Dataset":
+    """A FaceReg dataset from a Hub dataset repo or (allow_folder) a local folder of anchor/, positive/, negative/."""
     from hub_tools import DatasetSchemaError, load_faces
 
     try:
-        return load_faces(source, token=token, revision=revision)
+        return load_faces(source, token=token, revision=revision, allow_folder=allow_folder)
     except DatasetSchemaError as exc:
         raise DatasetError(str(exc)) from exc
 

@@ -210,6 +210,7 @@ def train(
     private: bool = True,
     cache_dir: str | Path | None = None,
     verbose: int | str = "auto",
+    allow_folder: bool = True,
 ) -> TrainResult:
     """Fine-tune a Siamese model on a FaceReg dataset, pick its threshold on held-out faces, write (and push) it.
 
@@ -225,6 +226,7 @@ def train(
     learning_rate: Adam's initial rate (default: LEARNING_RATES of the mode).
     cache_dir: the face cache (default: $FACEREG_CACHE or ~/.cache/facereg/faces).
     verbose: Keras' progress bar setting ("auto", 0, 1, 2).
+    allow_folder: False reads `dataset` only as a Hub repo id, never as a folder of this machine.
     """
     import keras
 
@@ -243,7 +245,7 @@ def train(
     strategy = configure_devices()
 
     report(0.0, f"loading {dataset}")
-    data = load_source(dataset, token=token)
+    data = load_source(dataset, token=token, allow_folder=allow_folder)
     check_labels(data, str(dataset))
     faces = detect_faces(data, spec.input_size, FaceCache(cache_dir),
                          lambda f, m: report(0.02 + 0.38 * f, m))

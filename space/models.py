@@ -1,0 +1,212 @@
+"""The app's models: the default it started with, shared by every visitor, and the models visitors loaded or
+published, each serving only the visitors who chose it.
+
+Loaded models are cached by (repo, commit) with a bound on how many stay in memory. Before a cached model serves a
+visitor, the Hub is asked with that visitor's own token which commit the repo's revision is at: a visitor who may not
+read the repo gets "not found", so a private model loaded with one visitor's token never serves another.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("facereg.space")
+
+MODEL_REPO_ENV = "FACEREG_MODEL_REPO"
+MODEL_REVISION_ENV = "FACEREG_MODEL_REVISION"
+MODEL_DIR_ENV = "FACEREG_MODEL_DIR"
+MAX_MODELS_ENV = "FACEREG_MAX_MODELS"
+# The embedded default model's head (read for its threshold without importing TensorFlow).
+DEFAULT_HEAD_FILE = Path(__file__).resolve().parent.parent / "trainer" / "default_model" / "head.json"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model comes from: a repo (and revision) through hub_tools, a local folder, or the embedded default."""
+
+    repo: str | None = None
+    revision: str | None = None
+    folder: str | None = None
+
+    @classmethod
+    def from_env(cls) -> "ModelSource":
+        """FACEREG_MODEL_REPO (+ FACEREG_MODEL_REVISION), else FACEREG_MODEL_DIR, else the embedded default."""
+        repo = os.environ.get(MODEL_REPO_ENV, "").strip() or None
+        revision = os.environ.get(MODEL_REVISION_ENV, "").strip() or None
+        folder = os.environ.get(MODEL_DIR_ENV, "").strip() or None
+        return cls(repo=repo, revision=revision if repo else None, folder=None if repo else folder)
+
+    def describe(self) -> str:
+        """One line naming the source."""
+        if self.repo:
+            return self.repo + (f"@{self.revision}" if self.revision else "")
+        return f"folder {self.folder}" if self.folder else "embedded default"
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A visitor's model: a Hub repo at the revision asked for, resolved to a commit."""
+
+    repo: str
+    revision: str | None
+    commit: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """The cache key: the same commit is the same model, whoever loaded it."""
+        return self.repo, self.commit
+
+    def describe(self) -> str:
+        """One line naming the model."""
+        return self.repo + (f"@{self.revision}" if self.revision else "")
+
+
+class Models:
+    """The default model (loaded on first use, once) and a bounded cache of the models visitors chose."""
+
+    def __init__(self, default: ModelSource | None = None, capacity: int | None = None) -> None:
+        self.default_source = default or ModelSource.from_env()
+        self.capacity = capacity if capacity is not None else int(os.environ.get(MAX_MODELS_ENV, "") or 2)
+        self._default: Any = None
+        self._cache: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict[tuple[str, str], threading.Lock] = {}
+
+    # -- the default -------------------------------------------------------------------------------------------------
+    @property
+    def default_loaded(self) -> bool:
+        """Whether the default model is in memory yet."""
+        return self._default is not None
+
+    def default(self) -> Any:
+        """The app-wide default `trainer.Verifier`, loading it on the first call."""
+        verifier = self._default
+        if verifier is not None:
+            return verifier
+        with self._lock:
+            if self._default is None:
+                self._default = _load(self.default_source, token=None)
+            return self._default
+
+    def warm_up(self) -> None:
+        """Load the default model and trace its embedding and detection once, so the first request is fast."""
+        import numpy as np
+
+        from trainer import face_locations
+
+        verifier = self.default()
+        size = verifier.spec.input_size
+        verifier.embed_chips(np.zeros((1, size, size, 3), np.uint8))
+        face_locations(np.random.default_rng(0).integers(0, 255, (240, 320, 3), np.uint8), verifier.config.detector)
+
+    def threshold_hint(self) -> float | None:
+        """The default model's threshold without loading it: from its config file, or None for a Hub repo."""
+        if self._default is not None:
+            return float(self._default.threshold)
+        if self.default_source.repo:
+            return None
+        config = Path(self.default_source.folder) / "facereg.json" if self.default_source.folder else DEFAULT_HEAD_FILE
+        try:
+            return float(json.loads(config.read_text())["threshold"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    # -- visitors' models --------------------------------------------------------------------------------------------
+    def resolve(self, repo: str, revision: str | None, token: str | bool | None) -> ModelChoice:
+        """The commit a repo's revision is at, asked with the visitor's token (RepoNotFoundError if they may not read it)."""
+        from huggingface_hub import HfApi
+
+        from hub_tools.errors import hub_errors
+
+        with hub_errors(repo, token=token or None):
+            commit = HfApi(token=token).model_info(repo, revision=revision).sha
+        return ModelChoice(repo, revision, commit)
+
+    def load(self, choice: ModelChoice, token: str | bool | None, folder: Path | None = None) -> Any:
+        """The model of a resolved choice: from the cache, else from `folder` (a run just published) or the Hub."""
+        verifier = self.cached(choice)
+        if verifier is not None:
+            return verifier
+        with self._lock:
+            loading = self._loading.setdefault(choice.key, threading.Lock())
+        with loading:  # two visitors asking for the same new model load it once
+            verifier = self.cached(choice)
+            if verifier is None:
+                from trainer import Verifier
+
+                log.info("loading model %s", choice.describe())
+                if folder is not None:
+                    verifier = Verifier.from_dir(folder)
+                    verifier.config.source = choice.repo
+                else:
+                    verifier = Verifier.from_hub(choice.repo, revision=choice.commit, token=token)
+                self._store(choice.key, verifier)
+        return verifier
+
+    def cached(self, choice: ModelChoice) -> Any:
+        """The cached model of a choice, or None (it was never loaded, or was evicted)."""
+        with self._lock:
+            verifier = self._cache.get(choice.key)
+            if verifier is not None:
+                self._cache.move_to_end(choice.key)
+            return verifier
+
+    def _store(self, key: tuple[str, str], verifier: Any) -> None:
+        with self._lock:
+            self._cache[key] = verifier
+            self._cache.move_to_end(key)
+            while len(self._cache) > self.capacity:
+                evicted, _ = self._cache.popitem(last=False)
+                log.info("model %s@%s left the cache", evicted[0], evicted[1][:8])
+
+    def cached_keys(self) -> list[tuple[str, str]]:
+        """(repo, commit) of the models in memory, least recently used first."""
+        with self._lock:
+            return list(self._cache)
+
+    def for_visitor(self, choice: ModelChoice | None, token: str | bool | None) -> Any:
+        """The model that serves a visitor: the default, or their choice (checked against the Hub if not in memory)."""
+        if choice is None:
+            return self.default()
+        verifier = self.cached(choice)
+        if verifier is not None:
+            return verifier
+        return self.load(self.resolve(choice.repo, choice.commit, token), token)
+
+    def info(self, choice: ModelChoice | None, verifier: Any) -> dict[str, Any]:
+        """What the Model tab shows about the model serving a visitor."""
+        config = verifier.config
+        source = self.default_source
+        return {
+            "source": source.describe() if choice is None else choice.describe(),
+            "repo": source.repo if choice is None else choice.repo,
+            "revision": (source.revision or ("main" if source.repo else None)) if choice is None
+            else (choice.revision or "main"),
+            "commit": None if choice is None else choice.commit,
+            "serves": "every visitor (the app's default)" if choice is None else "you alone",
+            "backbone": config.backbone,
+            "threshold": round(float(config.threshold), 4),
+            "flip": config.flip,
+            "detector": config.detector,
+            "dataset": config.dataset,
+            "created": config.created,
+            "metrics": config.metrics,
+        }
+
+
+def _load(source: ModelSource, token: str | bool | None) -> Any:
+    """A Verifier for a source."""
+    from trainer import Verifier
+
+    log.info("loading model: %s", source.describe())
+    if source.repo:
+        return Verifier.from_hub(source.repo, revision=source.revision, token=token)
+    if source.folder:
+        return Verifier.from_dir(source.folder)
+    return Verifier.default()
