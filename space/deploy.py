@@ -108,17 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Deploy, print the Space's URL, and return the exit status (1 with a one-line error on stderr)."""
-    args = build_parser().parse_args(argv)
-    try:
-        print(deploy_space(args.repo, private=args.private, token=args.token))
-    except (HubError, OSError) as exc:  # HubError messages are user-facing and never hold a token
-        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    """Deploy and print the Space's URL; return the exit status (1 with a one-line error on stderr)."""
+    from hub_tools.cli import run_command
 
+    def deploy(args: argparse.Namespace) -> None:
+        print(deploy_space(args.repo, private=args.private, token=args.token))
+
+    return run_command(deploy, build_parser().parse_args(argv))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -40,15 +40,6 @@ JUNK = (
 APP_START_TIMEOUT_S = 240
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def space_id() -> str:
     """A Space repo id no other test uses."""
     return f"facereg/space-{uuid.uuid4().hex[:8]}"
@@ -118,6 +109,8 @@ def test_the_deployed_space_starts_and_verifies(hub_server: HubServer, checkout:
                                                 deployed: tuple[str, str], tmp_path: Path) -> None:
     from gradio_client import Client, handle_file
 
+    from space.testing import free_port
+
     _, expected = checkout
     repo_id, _ = deployed
     space = Path(snapshot_download(repo_id, repo_type="space", local_dir=tmp_path / "space", token=hub_server.token))
@@ -125,6 +118,7 @@ def test_the_deployed_space_starts_and_verifies(hub_server: HubServer, checkout:
     assert {f for f in downloaded if not f.startswith(".cache/")} == expected
     card = metadata_load(space / "README.md")
     assert (space / "README.md").read_bytes() == (REPO_ROOT / "space" / "README.md").read_bytes()
+    assert "gradio[oauth]>=6.0,<7" in (space / "requirements.txt").read_text().splitlines()  # Space mode needs it
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
