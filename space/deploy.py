@@ -41,11 +41,11 @@ def space_files(root: str | Path = REPO_ROOT) -> dict[str, Path]:
             raise SpaceFilesError(f"cannot deploy from {root}: {name} is missing (deploy from a FaceReg checkout)")
     for package in PACKAGES:
         for path in (root / package).rglob("*"):
-            relative = path.relative_to(root).as_posix()
-            hidden = any(part.startswith(".") or part == "__pycache__" for part in path.relative_to(root).parts)
-            if path.is_file() and not hidden and not relative.endswith(LEFT_OUT_SUFFIXES) and (
-                relative not in LEFT_OUT_FILES
-            ):
+            parts = path.relative_to(root).parts
+            relative = "/".join(parts)
+            hidden = any(part.startswith(".") or part == "__pycache__" for part in parts)
+            left_out = relative in LEFT_OUT_FILES or relative.endswith(LEFT_OUT_SUFFIXES)
+            if path.is_file() and not hidden and not left_out:
                 files[relative] = path
     for name in TOP_FILES:
         files[name] = root / name
@@ -56,13 +56,14 @@ def space_files(root: str | Path = REPO_ROOT) -> dict[str, Path]:
 
 def check_card(card: Path, files: dict[str, Path]) -> dict:
     """The README metadata of the Space, checked: a Gradio Space whose app_file is uploaded, with OAuth on."""
+    import yaml
     from huggingface_hub import metadata_load
 
     if not card.is_file():
         raise SpaceFilesError(f"{card} is missing: it is the Space's README.md, with its settings")
     try:
         meta = metadata_load(card) or {}
-    except Exception as exc:  # noqa: BLE001 - yaml errors of any kind: say which file
+    except yaml.YAMLError as exc:
         raise SpaceFilesError(f"{card}: its front matter is not valid YAML ({type(exc).__name__})") from None
     if meta.get("sdk") != SPACE_SDK:
         raise SpaceFilesError(f"{card}: the front matter must say 'sdk: {SPACE_SDK}', found {meta.get('sdk')!r}")
