@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from hub_tools.errors import HubError
@@ -91,14 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run one command; return the exit status."""
-    args = build_parser().parse_args(argv)
+def run_command(command: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> int:
+    """Run a command; return its exit status, reporting a failure as one line on stderr (never a traceback)."""
     try:
-        args.run(args)
+        command(args)
     except (HubError, OSError) as exc:  # HubError messages are user-facing and never hold a token
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; return the exit status."""
+    args = build_parser().parse_args(argv)
+    return run_command(args.run, args)

@@ -1,9 +1,14 @@
-"""`python -m space`: start the FaceReg app on 127.0.0.1:7860 with the embedded default model (or FACEREG_MODEL_REPO)."""
+"""`python -m space`: start the FaceReg app on 127.0.0.1:7860 with the embedded default model (or FACEREG_MODEL_REPO).
+
+`python -m space deploy USER/SPACE [--private] [--token T]` publishes the app as a Hugging Face Space instead
+(space/deploy.py).
+"""
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import sys
 import threading
 
 import space  # noqa: F401  (applies FACEREG_HUB_ENDPOINT first)
@@ -11,7 +16,9 @@ import space  # noqa: F401  (applies FACEREG_HUB_ENDPOINT first)
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options; the environment variables Gradio and Spaces use are the defaults."""
-    parser = argparse.ArgumentParser(prog="python -m space", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m space", description=__doc__.splitlines()[0],
+                                     epilog="python -m space deploy USER/SPACE: publish the app as a Hugging Face "
+                                            "Space (python -m space deploy --help)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     parser.add_argument("--data-dir", help="where visitors' workspaces live (default: $FACEREG_DATA_DIR or a folder "
@@ -22,6 +29,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     """Build and launch the app; the model loads in the background so the first answer comes sooner."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["deploy"]:
+        from space.deploy import main as deploy
+
+        sys.exit(deploy(argv[1:]))
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("facereg").setLevel(logging.INFO)

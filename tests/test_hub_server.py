@@ -95,6 +95,54 @@ def test_create_repo_twice(api: HfApi, hub_repo_id: str, hub_server: HubServer) 
     assert dataset_url == f"{hub_server.endpoint}/datasets/{hub_repo_id}"
 
 
+def test_space_repo_create_upload_download_info_delete(api: HfApi, hub_repo_id: str, hub_server: HubServer,
+                                                      tmp_path: Path) -> None:
+    url = api.create_repo(hub_repo_id, repo_type="space", space_sdk="gradio", private=True)
+    assert url == f"{hub_server.endpoint}/spaces/{hub_repo_id}"
+    assert api.create_repo(hub_repo_id, repo_type="space", space_sdk="gradio", exist_ok=True) == url
+    info = api.space_info(hub_repo_id)
+    assert (info.sdk, info.private) == ("gradio", True)  # the SDK asked for, kept in the README's metadata
+    assert sorted(api.list_repo_files(hub_repo_id, repo_type="space")) == [".gitattributes", "README.md"]
+    with pytest.raises(RepositoryNotFoundError):  # a Space is not the model repo of the same name
+        api.model_info(hub_repo_id)
+    with pytest.raises(RepositoryNotFoundError):  # private: invisible without a token
+        HfApi(token=False).space_info(hub_repo_id)
+
+    folder = tmp_path / "space"
+    (folder / "app").mkdir(parents=True)
+    (folder / "app" / "main.py").write_text("print('hi')\n")
+    (folder / "logo.png").write_bytes(b"\x89PNG" + bytes(range(256)) * 8)  # *.png goes through LFS
+    (folder / "README.md").write_text("---\nsdk: docker\napp_port: 7860\nhf_oauth: true\n---\n# Space\n")
+    api.upload_folder(folder_path=folder, repo_id=hub_repo_id, repo_type="space", commit_message="Deploy")
+    assert sorted(api.list_repo_files(hub_repo_id, repo_type="space")) == [
+        ".gitattributes", "README.md", "app/main.py", "logo.png"]
+    info = api.space_info(hub_repo_id)
+    assert info.sdk == "docker" and info.card_data.app_port == 7860 and info.card_data.hf_oauth is True
+    assert info.siblings and {s.rfilename for s in info.siblings} >= {"app/main.py", "logo.png"}
+
+    main_py = hf_hub_download(hub_repo_id, "app/main.py", repo_type="space", token=hub_server.token)
+    assert Path(main_py).read_text() == "print('hi')\n"
+    snapshot = Path(snapshot_download(hub_repo_id, repo_type="space", local_dir=tmp_path / "down",
+                                      token=hub_server.token))
+    assert (snapshot / "logo.png").read_bytes() == (folder / "logo.png").read_bytes()
+    status, _, body = raw_request(hub_server, "GET", f"/spaces/{hub_repo_id}/resolve/main/app/main.py",
+                                  headers={"Authorization": f"Bearer {hub_server.token}"})
+    assert (status, body) == (200, b"print('hi')\n")
+
+    api.delete_repo(hub_repo_id, repo_type="space")
+    assert not api.repo_exists(hub_repo_id, repo_type="space")
+
+
+@pytest.mark.parametrize("sdk", [None, "flask"])
+def test_space_needs_a_known_sdk(hub_server: HubServer, hub_repo_id: str, sdk: str | None) -> None:
+    organization, name = hub_repo_id.split("/")
+    body = json.dumps({"type": "space", "organization": organization, "name": name, "sdk": sdk}).encode()
+    headers = {"Authorization": f"Bearer {hub_server.token}", "Content-Type": "application/json"}
+    status, _, reply = raw_request(hub_server, "POST", "/api/repos/create", body, headers)
+    assert status == 400 and b"sdk" in reply
+    assert not HfApi(token=hub_server.token).repo_exists(hub_repo_id, repo_type="space")
+
+
 def face_images(count: int, seed: int) -> list[Image.Image]:
     """Small random RGB PNG-able images."""
     rng = np.random.default_rng(seed)

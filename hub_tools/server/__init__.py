@@ -1,4 +1,5 @@
-"""A local Hugging Face Hub-compatible server: what `huggingface_hub` and `datasets` need for models and datasets.
+"""A local Hugging Face Hub-compatible server: what `huggingface_hub` and `datasets` need for models, datasets
+and Spaces (their files and metadata; the server does not run Spaces).
 
 Blobs are content-addressed files on disk (`blobs.py`); repos, commits and refs live in SQLite (`repos.py`).
 Without tokens the server runs in single-user local mode: anonymous writes are accepted and private

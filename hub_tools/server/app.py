@@ -40,6 +40,8 @@ TREE_PAGE_SIZE = 1000
 COMMITS_PAGE_SIZE = 100
 READ_CHUNK = 1024 * 1024
 SPOOL_MAX_MEMORY = 8 * 1024 * 1024
+SPACE_SDKS = ("gradio", "streamlit", "docker", "static")
+SPACE_CARD = "README.md"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
@@ -191,9 +193,16 @@ class HubApp:
         repo_id = check_repo_id(str(body.get("organization") or LOCAL_USER), str(body.get("name") or ""))
         private = body.get("visibility") == "private" if "visibility" in body else bool(body.get("private"))
         url = call.repo_url(repo_type, repo_id)
-        gitattributes = default_gitattributes()
-        sha256 = await run_in_threadpool(self.blobs.put_bytes, gitattributes)
-        initial = [regular_entry(".gitattributes", sha256, gitattributes)]
+        files = {".gitattributes": default_gitattributes()}
+        if repo_type == "space":
+            sdk = body.get("sdk")
+            if sdk not in SPACE_SDKS:
+                raise bad_request(f"A Space needs an 'sdk', one of {', '.join(SPACE_SDKS)}; got {sdk!r}")
+            files[SPACE_CARD] = space_readme(repo_id, sdk)
+        initial = []
+        for path, content in files.items():
+            sha256 = await run_in_threadpool(self.blobs.put_bytes, content)
+            initial.append(regular_entry(path, sha256, content))
         try:
             await run_in_threadpool(self.store.create_repo, repo_type, repo_id, private, LOCAL_USER, initial)
         except RepoExistsError:
@@ -237,6 +246,10 @@ class HubApp:
         }
         if repo.type == "model":
             info["modelId"] = repo.name
+        if repo.type == "space":  # as on the Hub, a Space's settings are its README's metadata
+            readme = next((e for e in entries if e.path == SPACE_CARD), None)
+            card = listing.front_matter(self.blobs.path(readme.sha256).read_bytes() if readme else None)
+            info.update(sdk=card.get("sdk"), cardData=card)
         return JSONResponse(info)
 
     async def update_settings(self, call: Call) -> Response:
@@ -539,6 +552,11 @@ async def json_body(request: Request, *, allow_empty: bool = False) -> dict:
     if not isinstance(body, dict):
         raise bad_request("Request body must be a JSON object")
     return body
+
+
+def space_readme(repo_id: str, sdk: str) -> bytes:
+    """The README.md of a new Space: the metadata block the Hub reads its SDK from."""
+    return f"---\ntitle: {repo_id.split('/')[-1]}\nsdk: {sdk}\npinned: false\n---\n".encode()
 
 
 def int_param(value: str | None, default: int) -> int:

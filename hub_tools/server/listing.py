@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import yaml
+
 from .blobs import lfs_pointer
 from .repos import Commit, Entry, RepoStore, tree_oid
 
@@ -106,3 +108,18 @@ def add_last_commits(store: RepoStore, head: str, items: list[dict]) -> None:
         commit = found.get(item["path"])
         if commit is not None:
             item["lastCommit"] = {"id": commit.oid, "title": commit.title, "date": commit.created_at}
+
+
+def front_matter(readme: bytes | None) -> dict:
+    """The YAML metadata block at the top of a README (a repo card's `cardData`); {} when absent or malformed."""
+    lines = (readme or b"").decode("utf-8", "replace").splitlines()
+    if not lines or lines[0].rstrip() != "---":
+        return {}
+    end = next((i for i, line in enumerate(lines[1:], 1) if line.rstrip() == "---"), None)
+    if end is None:
+        return {}
+    try:
+        data = yaml.safe_load("\n".join(lines[1:end]))
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}
