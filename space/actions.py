@@ -200,6 +200,7 @@ class Actions:
             self.workspaces.make_room(CAPTURE_BYTES, keep=workspace)
             detector = self.models.default().config.detector
             saved = workspace.captures.save_face(image, category, detector=detector, name=name)
+        workspace.remove_leftovers()
         if saved.faces_found > 1:
             gr.Warning(f"{name}: {saved.faces_found} faces found; saved the largest")
         return saved.path
@@ -297,7 +298,7 @@ class Actions:
         workspace = self.workspaces.get(request, profile)
         if workspace.captures.total() == 0:
             raise fail("Your capture set is empty: capture or upload some faces first.", title="Nothing to push")
-        with user_errors("Pushing the dataset", *secrets_of(token)):
+        with user_errors("Pushing the dataset", *secrets_of(token)), workspace.in_use():
             url = hub_tools.push_dataset(workspace.captures.root, repo_id, private=bool(private), token=token,
                                          progress=lambda f, m: progress(f, desc=m))
         return f"Pushed to [{url}]({url})"
@@ -341,7 +342,7 @@ class Actions:
         else:
             source = _repo_id(dataset, "dataset", "your-name/faces (or 'local' for your captures)")
             token = hub_token(oauth_token, required=False, action="read a private dataset")
-        with user_errors("Training", *secrets_of(token)):
+        with user_errors("Training", *secrets_of(token)), workspace.in_use():
             run_id, output = workspace.new_run_dir()
             self.workspaces.make_room(RUN_BYTES, keep=workspace)
             progress(0, desc="loading the dataset")
@@ -366,7 +367,7 @@ class Actions:
             raise fail("Train a model first: you have no trained model with that run id.", title="Nothing to publish")
         repo_id = _repo_id(repo_id, "model", "your-name/facereg")
         token = hub_token(oauth_token, required=True, action="publish a model")
-        with user_errors("Publishing", *secrets_of(token)):
+        with user_errors("Publishing", *secrets_of(token)), workspace.in_use():
             progress(0.1, desc=f"uploading to {repo_id}")
             url = hub_tools.push_model(folder, repo_id, private=bool(private), token=token)
             progress(0.7, desc="loading the published model")

@@ -9,6 +9,7 @@ workspace. This module is the only place that keys state by visitor.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -17,6 +18,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -87,7 +89,8 @@ class Limits:
     def check_pixels(self, width: int, height: int, name: str) -> None:
         """QuotaError when an image has more pixels than allowed."""
         if width * height > self.pixels:
-            raise QuotaError(f"{name} is {width} x {height} pixels: at most {self.pixels / 1e6:.0f} megapixels.")
+            raise QuotaError(f"{name} is {width} x {height} pixels: at most {self.pixels:,} pixels "
+                             f"({self.pixels / 1e6:.1f} megapixels); send a smaller picture.")
 
 
 def folder_bytes(folder: Path) -> int:
@@ -117,6 +120,25 @@ class Workspace:
         self.lock = threading.RLock()
         self.created = self.last_seen = time.time()
         self.deleted = False
+        self.busy = 0  # long actions (training, pushing) running for it: never expired meanwhile
+
+    @contextlib.contextmanager
+    def in_use(self) -> Iterator["Workspace"]:
+        """Mark the workspace busy for a long action; it counts as used when the action ends."""
+        with self.lock:
+            self.busy += 1
+        try:
+            yield self
+        finally:
+            with self.lock:
+                self.busy -= 1
+                self.last_seen = time.time()
+            self.remove_leftovers()
+
+    def remove_leftovers(self) -> None:
+        """After an action that ran while the workspace was deleted: delete what it wrote."""
+        if self.deleted:
+            shutil.rmtree(self.root, ignore_errors=True)
 
     @property
     def signed_in(self) -> bool:
@@ -129,8 +151,8 @@ class Workspace:
         return self.limits.user_ttl_s if self.signed_in else self.limits.anonymous_ttl_s
 
     def expired(self, now: float) -> bool:
-        """Whether its time to live has passed since it was last used."""
-        return now - self.last_seen > self.ttl_s
+        """Whether its time to live has passed since it was last used (never while a long action runs)."""
+        return not self.busy and now - self.last_seen > self.ttl_s
 
     def disk_bytes(self) -> int:
         """Bytes it holds on disk."""

@@ -1,0 +1,174 @@
+"""Visitors of one running app kept apart, through separate `gradio_client` sessions (each is a visitor).
+
+Visitor A captures, enrols anchors, trains and publishes a model; visitor B sees none of it. Then A's data is gone
+when A deletes it or when its time to live ends, and eight visitors at once each see exactly their own data.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from space.workspace import Limits
+from tests.conftest import lfw_image, needs_lfw
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+pytestmark = needs_lfw
+
+NEGATIVES = ("Tony_Blair", "Gerhard_Schroeder", "Donald_Rumsfeld", "Ariel_Sharon")
+
+
+def lfw(name: str, n: int):
+    """An LFW image as a gradio_client file."""
+    return handle_file(str(lfw_image(name, n)))
+
+
+def app_error(call) -> str:
+    """The message of the AppError a call raises."""
+    with pytest.raises(AppError) as raised:
+        call()
+    return str(raised.value)
+
+
+def workspace_of(app, client: Client):
+    """The app's workspace for a gradio_client session (None when it has none)."""
+    return app.workspaces.find(SimpleNamespace(session_hash=client.session_hash))
+
+
+def fetch(url: str) -> int:
+    """HTTP status of a GET."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def file_url(app, path: str | Path) -> str:
+    """The URL under which Gradio would serve a server path."""
+    return f"{app.url}gradio_api/file={path}"
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """The app in this process (workspaces in a temp folder)."""
+    from space.testing import running_app
+
+    with running_app(tmp_path_factory.mktemp("workspaces-app")) as running:
+        running.models.default()
+        yield running
+
+
+def test_a_visitor_sees_nothing_of_another(app, hub_server, hub_repo_id, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", hub_server.token)  # running locally: Hub actions use HF_TOKEN
+    a, b = Client(app.url, verbose=False, download_files=False), Client(app.url, verbose=False)
+    _, counts, gallery, _ = a.predict([lfw("Colin_Powell", n) for n in (1, 2, 3, 4)], "anchor", api_name="/capture")
+    a.predict([lfw("Colin_Powell", n) for n in (5, 6, 7, 8)], "positive", api_name="/capture")
+    a.predict([lfw(p, n) for p in NEGATIVES for n in (1, 2)], "negative", api_name="/capture")
+    a.predict([lfw("Colin_Powell", 9)], api_name="/enroll_anchors")
+    _, _, threshold, run_id = a.predict("local", "dlib_resnet", 2, api_name="/train")
+    a.predict(run_id, hub_repo_id, True, api_name="/publish")  # private, and now A's model
+    mine = workspace_of(app, a)
+    assert mine.captures.total() == 16 and len(mine.anchor_files()) == 1 and mine.run_ids() == [run_id]
+    assert mine.model.repo == hub_repo_id
+
+    status, counts_b, gallery_b, _ = b.predict([lfw("Tony_Blair", 3)], "negative", api_name="/capture")
+    assert "total 1" in counts_b and len(gallery_b) == 1 and "anchor**: 0" in counts_b
+    a_caption = f"anchor/{mine.captures.files('anchor')[0].name}"
+    assert "not one of your captures" in app_error(lambda: b.predict(a_caption, "anchor",
+                                                                         api_name="/delete_capture"))
+    assert "Enrol at least one anchor" in app_error(lambda: b.predict(None, lfw("Colin_Powell", 10), 0.5, 0.5,
+                                                                          api_name="/verify_anchors"))
+    assert "no trained model with that run id" in app_error(lambda: b.predict(run_id, "facereg/b-model", False,
+                                                                                  api_name="/publish"))
+    assert b.predict(api_name="/model_info")["repo"] is None  # B still has the app's default model
+    theirs = workspace_of(app, b)
+    assert theirs.captures.total() == 1 and theirs.anchor_files() == [] and theirs.run_ids() == []
+    assert "not a dataset repo id" in app_error(lambda: b.predict(str(mine.captures.root), "dlib_resnet", 1,
+                                                                      api_name="/train"))
+    assert mine.captures.total() == 16  # B's attempts changed nothing of A's
+
+    # A's files: the workspace folder is never served; what the gallery shows has a name nobody can guess
+    capture = mine.captures.files("anchor")[0]
+    assert fetch(file_url(app, capture)) == 403
+    shown = gallery[0]["image"]["url"]
+    assert str(mine.root) not in shown and fetch(shown) == 200
+
+    # Delete my data: every file of A gone from disk at once, and the shown copies too
+    root = mine.root
+    message = a.predict(api_name="/delete_my_data")
+    assert "Deleted all your data" in message and not root.exists() and fetch(shown) in (403, 404)
+    assert workspace_of(app, b).captures.total() == 1  # B's data untouched
+    fresh = a.predict(api_name="/model_info")
+    assert fresh["repo"] is None and workspace_of(app, a).captures.total() == 0
+
+
+def test_an_idle_visitors_workspace_expires(tmp_path):
+    from space.testing import running_app
+
+    with running_app(tmp_path, limits=Limits(anonymous_ttl_s=3)) as short:  # time to live 3 s, swept every second
+        client = Client(short.url, verbose=False, download_files=False)
+        _, _, gallery, _ = client.predict([lfw("Colin_Powell", 1)], "anchor", api_name="/capture")
+        workspace = workspace_of(short, client)
+        root = workspace.root
+        assert root.is_dir() and workspace.captures.total() == 1 and fetch(gallery[0]["image"]["url"]) == 200
+        deadline = time.monotonic() + 60
+        while root.exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not root.exists() and workspace_of(short, client) is None
+        assert fetch(gallery[0]["image"]["url"]) in (403, 404)
+
+
+def test_eight_visitors_at_once_each_see_their_own(app, tmp_path):
+    """A minute of mixed work by eight visitors (verify, capture, anchors, one training run): no errors, and each
+    visitor's counts are exactly what that visitor saved."""
+    duration = 60.0
+    clients = [Client(app.url, verbose=False) for _ in range(8)]
+    people = ["Colin_Powell", "Tony_Blair", "George_W_Bush", "Donald_Rumsfeld", "Gerhard_Schroeder", "Ariel_Sharon",
+              "Hugo_Chavez", "Jean_Chretien"]
+    saved, enrolled = [0] * 8, [0] * 8
+    errors: list[str] = []
+    stop_at = time.monotonic() + duration
+
+    def visitor(i: int) -> None:
+        client, person, n = clients[i], people[i], 0
+        try:
+            if i == 0:  # one visitor trains once on their captures, while the others work
+                client.predict([lfw(person, k) for k in (1, 2, 3)], "anchor", api_name="/capture")
+                client.predict([lfw(person, k) for k in (4, 5, 6)], "positive", api_name="/capture")
+                client.predict([lfw(p, 1) for p in people[1:4]], "negative", api_name="/capture")
+                saved[i] += 9
+                client.predict("local", "dlib_resnet", 1, api_name="/train")
+            while time.monotonic() < stop_at:
+                n += 1
+                step = n % 3
+                if step == 0:
+                    client.predict(lfw(person, 1), lfw(person, 2), 0.5, api_name="/verify")
+                elif step == 1:
+                    client.predict([lfw(person, 1 + n % 5)], "positive", api_name="/capture")
+                    saved[i] += 1
+                else:
+                    client.predict([lfw(person, 2)], lfw(person, 3), 0.5, 0.5, api_name="/verify_anchors")
+                    enrolled[i] = 1  # the same anchor every time: enrolled once
+        except Exception as exc:  # noqa: BLE001 - collected and reported by the test
+            errors.append(f"visitor {i}: {type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=visitor, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=duration + 600)
+    assert not errors, errors
+    for i, client in enumerate(clients):
+        workspace = workspace_of(app, client)
+        assert workspace.captures.total() == saved[i], f"visitor {i}"
+        assert len(workspace.anchor_files()) == enrolled[i], f"visitor {i}"
+        assert len(workspace.run_ids()) == (1 if i == 0 else 0)
