@@ -321,8 +321,8 @@ class Actions:
                     "last action")
         who = (f"signed in as **{workspace.owner}**: kept until {lifetime}" if workspace.signed_in
                else f"this browser tab only: deleted when you close it, or {lifetime}")
-        return (f"Your data here: {counts[0]} captures, {counts[1]} anchors, {counts[2]} trained models; "
-                f"{who}. Nobody else can see it.")
+        return (f"Your data here: {_count(counts[0], 'capture')}, {_count(counts[1], 'anchor')}, "
+                f"{_count(counts[2], 'trained model')}; {who}. Nobody else can see it.")
 
     # -- Train and publish ---------------------------------------------------------------------------------------
     def train(
@@ -348,6 +348,7 @@ class Actions:
             progress(0, desc="loading the dataset")
             result = train(source, backbone, int(epochs), output, token=token, verbose=0,
                            cache_dir=workspace.face_cache, allow_folder=dataset == "local",
+                           record_dataset=dataset != "local",
                            progress=lambda f, m: progress(f, desc=m))
         for problem in (result.no_face + result.corrupt)[:5]:
             gr.Warning(f"skipped {problem}")
@@ -401,6 +402,11 @@ class Actions:
             verifier = self.models.load(choice, token)
         workspace.model, workspace.anchor_embeddings = choice, None
         return self.models.info(choice, verifier), verifier.threshold
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 capture', '2 captures'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _enrolled_stem(image: Any, name: str) -> str:

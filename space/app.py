@@ -80,8 +80,9 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
             with gr.Tab("Anchors", id="anchors"):
                 with gr.Row():
                     with gr.Column():
-                        anchor_uploads = gr.File(label="Anchor images", file_count="multiple", file_types=["image"])
-                        enroll_button = gr.Button("Enrol these images")
+                        anchor_uploads = gr.File(label="Anchor images", file_count="multiple", file_types=["image"],
+                                                 elem_id="anchor-uploads")
+                        enroll_button = gr.Button("Enrol these images", elem_id="enroll")
                         anchor_cam = face_image("Add an anchor", height=240)
                         add_anchor = gr.Button("Add to anchors")
                         anchors_line = gr.Markdown(elem_id="anchors-count")
@@ -113,8 +114,8 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
                         capture_button = gr.Button("Capture now", variant="primary")
                         capture_status = gr.Markdown(elem_id="capture-status")
                         uploads = gr.File(label="Upload images (e.g. negatives)", file_count="multiple",
-                                          file_types=["image"])
-                        upload_button = gr.Button("Add uploads to the category")
+                                          file_types=["image"], elem_id="capture-uploads")
+                        upload_button = gr.Button("Add uploads to the category", elem_id="capture-add")
                     with gr.Column():
                         counts = gr.Markdown(elem_id="capture-counts")
                         gallery = gr.Gallery(label="Captures of the category", columns=5, height=330,
@@ -128,25 +129,25 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
 
             with gr.Tab("Train and publish", id="train"):
                 with gr.Row():
-                    train_dataset = gr.Textbox(label="Dataset repo",
+                    train_dataset = gr.Textbox(label="Dataset repo", elem_id="train-dataset",
                                                placeholder="your-name/faces, or 'local' for your captures")
                     backbone = gr.Dropdown(list(BACKBONE_CHOICES), value=BACKBONE_CHOICES[0], label="Backbone")
-                    epochs = gr.Number(value=5, minimum=1, maximum=500, precision=0, label="Epochs")
-                train_button = gr.Button("Train", variant="primary")
+                    epochs = gr.Number(value=5, minimum=1, maximum=500, precision=0, label="Epochs", elem_id="epochs")
+                train_button = gr.Button("Train", variant="primary", elem_id="train-button")
                 with gr.Row():
                     metrics = gr.JSON(label="Metrics")
                     roc = gr.Image(label="ROC", interactive=False, height=300)
                     with gr.Column():
                         tuned = gr.Number(label="Tuned threshold", interactive=False, precision=4)
-                        run_id = gr.Textbox(label="Run", interactive=False)
+                        run_id = gr.Textbox(label="Run", interactive=False, elem_id="run-id")
                 with gr.Row():
-                    model_repo = gr.Textbox(label="Model repo", placeholder="your-name/facereg")
+                    model_repo = gr.Textbox(label="Model repo", placeholder="your-name/facereg", elem_id="model-repo")
                     model_private = gr.Checkbox(value=False, label="Private")
-                publish_button = gr.Button("Publish", variant="primary")
-                publish_result = gr.Markdown()
+                publish_button = gr.Button("Publish", variant="primary", elem_id="publish-button")
+                publish_result = gr.Markdown(elem_id="publish-result")
 
             with gr.Tab("Model", id="model"):
-                model_info = gr.JSON(label="Loaded model")
+                model_info = gr.JSON(label="Loaded model", elem_id="model-info")
                 with gr.Row():
                     load_repo = gr.Textbox(label="Model repo (blank: the model the app started with)")
                     load_revision = gr.Textbox(label="Revision (blank: main)")

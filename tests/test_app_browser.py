@@ -130,3 +130,91 @@ def test_automatic_capture_saves_faces_while_streaming(page, app):
         " return m && Number(m[1]) >= n; }", arg=before + 3)
     assert page.locator("#captures img").count() >= 3
     screenshot(page, "3-capture")
+
+
+def new_page(browser, app):
+    """A page in a browser context of its own: a separate visitor with its own cookies and session."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(app.url)
+    page.wait_for_selector("#face1")
+    return page
+
+
+def upload_captures(page, category: str, files: list[Path]) -> None:
+    """Add pictures to a capture category through the Capture tab's upload box, and wait for the counts."""
+    page.locator("#category").get_by_text(category).click()
+    page.locator("#capture-uploads input[type=file]").set_input_files([str(f) for f in files])
+    page.locator("#capture-add").click()
+    page.wait_for_function(f"document.querySelector('#capture-status').innerText.includes('Saved {len(files)}')")
+
+
+def workspace_count(app) -> dict[str, int]:
+    """Captures per workspace owner (session workspaces have owner None)."""
+    return {w.key: w.captures.total() for w in app.workspaces.all()}
+
+
+def test_two_visitors_in_two_browsers_see_only_their_own(browser, app, hub_server, hub_repo_id, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", hub_server.token)  # running locally: publishing uses HF_TOKEN
+    a, b = new_page(browser, app), new_page(browser, app)
+
+    a.get_by_role("tab", name="Capture").click()
+    upload_captures(a, "anchor", [lfw_image("Colin_Powell", n) for n in (1, 2, 3)])
+    upload_captures(a, "positive", [lfw_image("Colin_Powell", n) for n in (4, 5, 6)])
+    upload_captures(a, "negative", [lfw_image(p, 1) for p in ("Tony_Blair", "Ariel_Sharon", "Hugo_Chavez")])
+    a.wait_for_function("document.querySelector('#capture-counts').innerText.includes('total 9')")
+    shown = a.locator("#captures img").first.get_attribute("src")
+    a.get_by_role("tab", name="Anchors").click()
+    a.locator("#anchor-uploads input[type=file]").set_input_files(str(lfw_image("Colin_Powell", 7)))
+    a.locator("#enroll").click()
+    a.wait_for_function("document.querySelector('#anchors-count').innerText.includes('1 anchor')")
+    a.get_by_role("tab", name="Train and publish").click()
+    a.locator("#train-dataset textarea, #train-dataset input").first.fill("local")
+    a.locator("#epochs input").fill("1")
+    a.locator("#train-button").click()
+    a.wait_for_function("(document.querySelector('#run-id textarea, #run-id input') || {}).value?.startsWith('run-')",
+                        timeout=300_000)
+    run_id = a.locator("#run-id textarea, #run-id input").first.input_value()
+    a.locator("#model-repo textarea, #model-repo input").first.fill(hub_repo_id)
+    a.locator("#publish-button").click()
+    a.wait_for_function("document.querySelector('#publish-result').innerText.includes('Published')",
+                        timeout=300_000)
+    a.get_by_role("tab", name="Model").click()
+    a.wait_for_function(f"document.querySelector('#model-info').innerText.includes('{hub_repo_id}')")
+    screenshot(a, "6-visitor-a")
+
+    # B, in another browser context, sees none of it
+    b.reload()
+    b.wait_for_selector("#face1")
+    b.get_by_role("tab", name="Capture").click()
+    b.wait_for_function("document.querySelector('#capture-counts').innerText.includes('total 0')")
+    assert b.locator("#captures img").count() == 0
+    b.get_by_role("tab", name="Anchors").click()
+    b.wait_for_function("document.querySelector('#anchors-count').innerText.includes('No anchors')")
+    assert b.locator("#anchors img").count() == 0
+    b.get_by_role("tab", name="Train and publish").click()
+    assert b.locator("#run-id textarea, #run-id input").first.input_value() == ""
+    b.locator("#train-dataset textarea, #train-dataset input").first.fill("local")
+    b.locator("#train-button").click()
+    b.get_by_text("Your capture set is empty").first.wait_for()
+    b.locator("#model-repo textarea, #model-repo input").first.fill(hub_repo_id + "-b")
+    b.locator("#publish-button").click()
+    b.get_by_text("no trained model with that run id").first.wait_for()
+    b.get_by_role("tab", name="Model").click()
+    b.wait_for_function("document.querySelector('#model-info').innerText.includes('embedded default')")
+    assert hub_repo_id not in b.inner_text("#model-info") and run_id not in b.content()
+    screenshot(b, "7-visitor-b")
+    a_workspace = next(w for w in app.workspaces.all() if w.captures.total() == 9)
+    assert str(a_workspace.root) not in shown and shown.split("/")[-2] != a_workspace.root.name
+    assert b.request.get(shown).status == 200  # a copy under a name derived from a secret seed and the bytes
+
+    # A closes the tab: A's workspace is deleted from disk, and what the gallery showed is no longer served
+    root = a_workspace.root
+    a.context.close()
+    deadline = time.monotonic() + 60
+    while root.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not root.exists() and a_workspace not in app.workspaces.all()
+    assert b.request.get(shown).status in (403, 404)
+    b.context.close()

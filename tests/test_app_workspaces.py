@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from huggingface_hub import hf_hub_download
 
 from space.workspace import Limits
 from tests.conftest import lfw_image, needs_lfw
@@ -79,6 +80,8 @@ def test_a_visitor_sees_nothing_of_another(app, hub_server, hub_repo_id, monkeyp
     mine = workspace_of(app, a)
     assert mine.captures.total() == 16 and len(mine.anchor_files()) == 1 and mine.run_ids() == [run_id]
     assert mine.model.repo == hub_repo_id
+    published = Path(hf_hub_download(hub_repo_id, "facereg.json", token=hub_server.token)).read_text()
+    assert str(mine.root) not in published and mine.root.name not in published  # no server path on the Hub
 
     status, counts_b, gallery_b, _ = b.predict([lfw("Tony_Blair", 3)], "negative", api_name="/capture")
     assert "total 1" in counts_b and len(gallery_b) == 1 and "anchor**: 0" in counts_b

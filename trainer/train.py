@@ -211,6 +211,7 @@ def train(
     cache_dir: str | Path | None = None,
     verbose: int | str = "auto",
     allow_folder: bool = True,
+    record_dataset: bool = True,
 ) -> TrainResult:
     """Fine-tune a Siamese model on a FaceReg dataset, pick its threshold on held-out faces, write (and push) it.
 
@@ -227,6 +228,8 @@ def train(
     cache_dir: the face cache (default: $FACEREG_CACHE or ~/.cache/facereg/faces).
     verbose: Keras' progress bar setting ("auto", 0, 1, 2).
     allow_folder: False reads `dataset` only as a Hub repo id, never as a folder of this machine.
+    record_dataset: False leaves the dataset's name (repo id or folder path) out of the model folder, for data
+        whose location must not be published (a visitor's captures on a server).
     """
     import keras
 
@@ -312,7 +315,7 @@ def train(
     validation = verification_report(scores, val_pairs.labels, threshold=threshold)
     config.threshold = threshold
     config.metrics = summary_metrics(validation)
-    config.dataset = str(dataset)
+    config.dataset = str(dataset) if record_dataset else None
     face_counts = {"train": train_faces.counts(), "validation": val_faces.counts()}
     save_model_dir(siamese, config, output)
     write_plots(output, scores, val_pairs.labels, threshold)
@@ -321,7 +324,7 @@ def train(
         "validation": validation,
         "threshold_rule": "best F1" if target_far is None else f"lowest threshold with FAR <= {target_far}",
         "data": {
-            "dataset": str(dataset),
+            "dataset": config.dataset,
             "images": len(data),
             "faces": face_counts,
             "pairs": {"train": len(train_pairs), "validation": len(val_pairs)},
