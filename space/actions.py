@@ -57,6 +57,11 @@ class Actions:
         self.workspaces = workspaces
         self.limits = workspaces.limits
 
+    def _workspace(self, request: gr.Request, profile: Optional[gr.OAuthProfile]) -> Workspace:
+        """The calling visitor's workspace."""
+        with user_errors("Opening your workspace"):
+            return self.workspaces.get(request, profile)
+
     def _verifier(self, workspace: Workspace, oauth_token: Optional[gr.OAuthToken]) -> Any:
         """The model serving this visitor (their own choice, else the app's default)."""
         token = hub_token(oauth_token, required=False, action="load a model") if workspace.model else None
@@ -80,7 +85,7 @@ class Actions:
         image1, image2 = image_path(image1, "the first face"), image_path(image2, "the second face")
         self._check_image(image1, "image 1")
         self._check_image(image2, "image 2")
-        workspace = self.workspaces.get(request, profile)
+        workspace = self._workspace(request, profile)
         start = time.perf_counter()
         verifier = self._verifier(workspace, oauth_token)
         with user_errors("Verification"):
@@ -119,7 +124,7 @@ class Actions:
 
     def anchors_view(self, request: gr.Request, profile: Optional[gr.OAuthProfile]) -> tuple[str, list]:
         """The enrolled anchors: a count line and a gallery."""
-        workspace = self.workspaces.get(request, profile)
+        workspace = self._workspace(request, profile)
         files = workspace.anchor_files()
         line = f"**{len(files)}** anchor(s) enrolled" if files else "No anchors enrolled yet."
         return line, [(str(p), _display_name(p)) for p in files[:GALLERY_LIMIT]]
@@ -128,7 +133,7 @@ class Actions:
         """Enrol uploaded images as anchors: count line, gallery, and the cleared upload box."""
         if not files:
             raise fail("Add anchor images first (upload them, or use the webcam).", title="Nothing to enrol")
-        workspace = self.workspaces.get(request, profile)
+        workspace = self._workspace(request, profile)
         paths = [_path_of(f) for f in files]
         with user_errors("Enrolling"):
             saved, problems = self._enroll(workspace, paths, [Path(p).name for p in paths])
@@ -140,7 +145,7 @@ class Actions:
     def add_anchor(self, frame: Any, request: gr.Request, profile: Optional[gr.OAuthProfile]) -> tuple:
         """Enrol a webcam or uploaded picture as an anchor."""
         frame = image_path(frame, "a picture")
-        workspace = self.workspaces.get(request, profile)
+        workspace = self._workspace(request, profile)
         with user_errors("Enrolling"):
             saved, problems = self._enroll(workspace, [frame], ["webcam picture"])
         if not saved:
@@ -149,7 +154,7 @@ class Actions:
 
     def clear_anchors(self, request: gr.Request, profile: Optional[gr.OAuthProfile]) -> tuple:
         """Remove every enrolled anchor."""
-        workspace = self.workspaces.get(request, profile)
+        workspace = self._workspace(request, profile)
         for path in workspace.anchor_files():
             workspace.enrolled.delete(path)
         workspace.anchor_embeddings = None
@@ -160,7 +165,7 @@ class Actions:
         request: gr.Request, profile: Optional[gr.OAuthProfile], oauth_token: Optional[gr.OAuthToken],
     ) -> tuple:
         """A probe against every enrolled anchor (anchors given here are enrolled first): verdict, scores, result."""
-        workspace = self.workspaces.get(request, profile)
+        workspace = self._workspace(request, profile)
         if anchors:
             paths = [_path_of(a) for a in anchors]
             with user_errors("Enrolling"):
@@ -212,7 +217,7 @@ class Actions:
             raise fail(f"Choose a category: {', '.join(CATEGORIES)}.", title="Capture failed")
         if not files:
             raise fail("Add images first (upload them, or use the webcam above).", title="Nothing to capture")
-        workspace = self.workspaces.get(request, profile)
+        workspace = self._workspace(request, profile)
         paths = [_path_of(f) for f in files]
         with user_errors("Capture"):
             workspace.check_capture_room(len(paths))
@@ -233,7 +238,7 @@ class Actions:
     def capture_frame(self, frame: Any, category: str, auto: bool, every_ms: float, request: gr.Request,
                       profile: Optional[gr.OAuthProfile]) -> tuple:
         """A webcam stream frame: kept as the visitor's latest one; saved when automatic capture is due."""
-        workspace = self.workspaces.get(request, profile)
+        workspace = self._workspace(request, profile)
         now = time.monotonic()
         with workspace.lock:
             workspace.frame = frame
@@ -250,7 +255,7 @@ class Actions:
 
     def capture_now(self, category: str, request: gr.Request, profile: Optional[gr.OAuthProfile]) -> tuple:
         """Save the visitor's latest webcam frame (the manual capture button)."""
-        workspace = self.workspaces.get(request, profile)
+        workspace = self._workspace(request, profile)
         frame = workspace.frame
         if frame is None:
             raise fail("Start the camera first (click the record button under the webcam).", title="No frame yet")
@@ -263,7 +268,7 @@ class Actions:
 
     def overview(self, category: str, request: gr.Request, profile: Optional[gr.OAuthProfile]) -> tuple[str, list]:
         """Counts per category, and the newest captures of one category for the gallery."""
-        return self._overview(self.workspaces.get(request, profile), category)
+        return self._overview(self._workspace(request, profile), category)
 
     @staticmethod
     def _overview(workspace: Workspace, category: str) -> tuple[str, list]:
@@ -277,7 +282,7 @@ class Actions:
         """Delete one of the visitor's captures, named as the gallery captions it (category/file)."""
         if not caption:
             raise fail("Select an image in the gallery first.", title="Nothing selected")
-        workspace = self.workspaces.get(request, profile)
+        workspace = self._workspace(request, profile)
         try:
             found = workspace.captures.delete(workspace.captures.root / caption)
         except ValueError as exc:
@@ -295,7 +300,7 @@ class Actions:
 
         repo_id = _repo_id(repo_id, "dataset", "your-name/faces")
         token = hub_token(oauth_token, required=True, action="push a dataset")
-        workspace = self.workspaces.get(request, profile)
+        workspace = self._workspace(request, profile)
         if workspace.captures.total() == 0:
             raise fail("Your capture set is empty: capture or upload some faces first.", title="Nothing to push")
         with user_errors("Pushing the dataset", *secrets_of(token)), workspace.in_use():
@@ -314,7 +319,7 @@ class Actions:
 
     def privacy_note(self, request: gr.Request, profile: Optional[gr.OAuthProfile]) -> str:
         """What the app holds of this visitor, and until when."""
-        workspace = self.workspaces.get(request, profile)
+        workspace = self._workspace(request, profile)
         counts = workspace.captures.total(), len(workspace.anchor_files()), len(workspace.run_ids())
         hours = workspace.ttl_s / 3600
         lifetime = (f"{hours:g} h after your last action" if hours >= 1 else f"{workspace.ttl_s / 60:g} min after your "
@@ -333,7 +338,7 @@ class Actions:
         from trainer.train import train
 
         dataset = (dataset or "").strip()
-        workspace = self.workspaces.get(request, profile)
+        workspace = self._workspace(request, profile)
         if dataset == "local":
             source, token = workspace.captures.root, None
             if workspace.captures.total() == 0:
@@ -362,7 +367,7 @@ class Actions:
         """Push one of the visitor's trained models to a model repo and use it for them: URL, model info, threshold."""
         import hub_tools
 
-        workspace = self.workspaces.get(request, profile)
+        workspace = self._workspace(request, profile)
         folder = workspace.run_dir(run_id)
         if folder is None:
             raise fail("Train a model first: you have no trained model with that run id.", title="Nothing to publish")
@@ -383,14 +388,14 @@ class Actions:
     def model_info(self, request: gr.Request, profile: Optional[gr.OAuthProfile],
                    oauth_token: Optional[gr.OAuthToken]) -> dict:
         """The model serving this visitor: source, revision, backbone, threshold, metrics (loads it on first use)."""
-        workspace = self.workspaces.get(request, profile)
+        workspace = self._workspace(request, profile)
         verifier = self._verifier(workspace, oauth_token)
         return self.models.info(workspace.model, verifier)
 
     def load_model(self, repo_id: str, revision: str, request: gr.Request, profile: Optional[gr.OAuthProfile],
                    oauth_token: Optional[gr.OAuthToken]) -> tuple:
         """Use a published model for this visitor (blank repo: the app's default): model info and its threshold."""
-        workspace = self.workspaces.get(request, profile)
+        workspace = self._workspace(request, profile)
         if not (repo_id or "").strip():
             workspace.model, workspace.anchor_embeddings = None, None
             verifier = self._verifier(workspace, oauth_token)

@@ -49,6 +49,7 @@ class Limits:
     upload_bytes: int = 10 * MB  # FACEREG_MAX_UPLOAD_MB: one uploaded image
     pixels: int = 25_000_000  # FACEREG_MAX_PIXELS: one image's width x height
     total_bytes: int = 2048 * MB  # FACEREG_MAX_DISK_MB: all workspaces together
+    workspaces: int = 500  # FACEREG_MAX_WORKSPACES: live at once (each may hold a webcam frame in memory)
 
     @classmethod
     def from_env(cls) -> "Limits":
@@ -260,10 +261,22 @@ class Workspaces:
         with self._lock:
             workspace = self._by_key.get(key)
             if workspace is None:
+                self._make_space_for_one()
                 workspace = Workspace(key, owner, self.root / secrets.token_hex(16), self.limits)
                 self._by_key[key] = workspace
             workspace.last_seen = time.time()
             return workspace
+
+    def _make_space_for_one(self) -> None:
+        """With the lock held: evict the least recently used anonymous workspace when the count is at its limit."""
+        if len(self._by_key) < self.limits.workspaces:
+            return
+        idle = [w for w in self._by_key.values() if not w.signed_in and not w.busy]
+        if not idle:
+            raise QuotaError("Too many visitors right now: try again in a few minutes.")
+        oldest = min(idle, key=lambda w: w.last_seen)
+        del self._by_key[oldest.key]
+        oldest.delete()
 
     def find(self, request: Any, profile: Any = None) -> Workspace | None:
         """The visitor's workspace if there is one (nothing is created)."""

@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from huggingface_hub import hf_hub_download
 
@@ -175,3 +176,28 @@ def test_eight_visitors_at_once_each_see_their_own(app, tmp_path):
         assert workspace.captures.total() == saved[i], f"visitor {i}"
         assert len(workspace.anchor_files()) == enrolled[i], f"visitor {i}"
         assert len(workspace.run_ids()) == (1 if i == 0 else 0)
+
+
+def test_limits_give_clear_messages_through_the_api(tmp_path):
+    from PIL import Image
+
+    from space.testing import running_app
+
+    limits = Limits(captures=3, files_per_request=2, pixels=300 * 300, upload_bytes=200_000)
+    big = tmp_path / "big.png"
+    Image.new("RGB", (400, 400)).save(big)
+    heavy = tmp_path / "heavy.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 300, 3), np.uint8)).save(heavy)  # ~270 kB
+    with running_app(tmp_path / "app", limits=limits) as small:
+        client = Client(small.url, verbose=False)
+        faces = [lfw("Colin_Powell", n) for n in (1, 2, 3)]
+        assert "3 files in one request: at most 2" in app_error(lambda: client.predict(faces, "anchor",
+                                                                                          api_name="/capture"))
+        client.predict(faces[:2], "anchor", api_name="/capture")
+        assert "limit is 3" in app_error(lambda: client.predict(faces[1:], "anchor", api_name="/capture"))
+        assert "400 x 400 pixels" in app_error(lambda: client.predict(handle_file(str(big)), faces[0], 0.5,
+                                                                          api_name="/verify"))
+        with pytest.raises(Exception, match="(?i)too large|413|exceed"):  # Gradio refuses the upload itself
+            client.predict(handle_file(str(heavy)), faces[0], 0.5, api_name="/verify")
+        assert workspace_of(small, client).captures.total() == 2
+        assert client.predict(faces[0], faces[1], 0.5, api_name="/verify")[-1]["is_match"]  # still working

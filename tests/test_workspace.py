@@ -158,3 +158,15 @@ def test_limits_from_environment(monkeypatch):
     monkeypatch.setenv("FACEREG_MAX_RUNS", "many")
     with pytest.raises(ValueError, match="FACEREG_MAX_RUNS must be a number"):
         Limits.from_env()
+
+
+def test_workspace_count_is_bounded_by_evicting_idle_anonymous_ones(tmp_path):
+    spaces = Workspaces(tmp_path, Limits(workspaces=2))
+    first, alice = spaces.get(visitor("1")), spaces.get(visitor("2"), user("alice"))
+    add_capture(first)
+    spaces.get(visitor("3"))
+    assert spaces.find(visitor("1")) is None and not first.root.exists() and spaces.find(visitor("2"), user("alice"))
+    signed_in = Workspaces(tmp_path / "users", Limits(workspaces=1))
+    signed_in.get(visitor("a"), user("bob"))
+    with pytest.raises(QuotaError, match="Too many visitors"):
+        signed_in.get(visitor("b"))
