@@ -2,17 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from gradio_client import Client, handle_file
 from PIL import Image
 
+from tests.app_helpers import app_error, lfw, workspace_of
 from tests.conftest import lfw_image, needs_lfw
-
-gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
 
 pytestmark = needs_lfw
 
@@ -21,10 +18,6 @@ ENDPOINTS = {"/verify", "/verify_anchors", "/enroll_anchors", "/clear_anchors", 
 TRAIN_BACKBONE = "dlib_resnet"
 NEGATIVE_PEOPLE = ("Tony_Blair", "Gerhard_Schroeder", "Donald_Rumsfeld", "Ariel_Sharon")
 
-
-def lfw(name: str, n: int):
-    """An LFW image as a gradio_client file."""
-    return handle_file(str(lfw_image(name, n)))
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +34,6 @@ def client(app) -> Client:
     """A gradio_client connected to the app: a visitor of its own, with an empty workspace."""
     return Client(app.url, verbose=False)
 
-
-def workspace_of(app, client: Client):
-    """The app's workspace for a gradio_client's session (None before its first call)."""
-    return app.workspaces.find(SimpleNamespace(session_hash=client.session_hash))
 
 
 @pytest.fixture
@@ -144,12 +133,6 @@ def two_faces(path: Path) -> str:
     Image.fromarray(np.concatenate([left, right], axis=1)).save(path)
     return str(path)
 
-
-def app_error(call) -> str:
-    """The message of the AppError a call raises."""
-    with pytest.raises(AppError) as raised:
-        call()
-    return str(raised.value)
 
 
 def test_errors_are_readable_and_the_app_keeps_working(client, app, tmp_path, hub_server, monkeypatch):

@@ -57,14 +57,10 @@ def browser(tmp_path_factory):
 
 @pytest.fixture
 def page(browser, app):
-    """A fresh page on the app."""
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(app.url)
-    page.wait_for_selector("#face1")
+    """A fresh page on the app, in a browser context of its own."""
+    page = new_page(browser, app)
     yield page
-    context.close()
+    page.context.close()
 
 
 def screenshot(page, name: str) -> Path:

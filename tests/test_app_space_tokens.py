@@ -15,13 +15,11 @@ import time
 import uuid
 
 import pytest
+from gradio_client import Client
 from huggingface_hub import HfApi
 
-from tests.conftest import lfw_image, needs_lfw
-
-gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
+from tests.app_helpers import app_error, lfw
+from tests.conftest import needs_lfw
 
 # On a Space, Gradio starts a code reloader that needs Hugging Face's `spaces` package; without it that thread
 # fails at start, which changes nothing for the app.
@@ -29,16 +27,6 @@ pytestmark = [needs_lfw, pytest.mark.filterwarnings("ignore::pytest.PytestUnhand
 OWNER_TOKEN_PLACEHOLDER = "hf_the_space_owners_token"
 
 
-def lfw(name: str, n: int):
-    """An LFW image as a gradio_client file."""
-    return handle_file(str(lfw_image(name, n)))
-
-
-def app_error(call) -> str:
-    """The message of the AppError a call raises."""
-    with pytest.raises(AppError) as raised:
-        call()
-    return str(raised.value)
 
 
 def session_cookie(secret: str, username: str, token: str) -> str:

@@ -10,39 +10,19 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from gradio_client import Client, handle_file
 from huggingface_hub import hf_hub_download
 
 from space.workspace import Limits
-from tests.conftest import lfw_image, needs_lfw
-
-gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
+from tests.app_helpers import app_error, lfw, workspace_of
+from tests.conftest import needs_lfw
 
 pytestmark = needs_lfw
 
 NEGATIVES = ("Tony_Blair", "Gerhard_Schroeder", "Donald_Rumsfeld", "Ariel_Sharon")
-
-
-def lfw(name: str, n: int):
-    """An LFW image as a gradio_client file."""
-    return handle_file(str(lfw_image(name, n)))
-
-
-def app_error(call) -> str:
-    """The message of the AppError a call raises."""
-    with pytest.raises(AppError) as raised:
-        call()
-    return str(raised.value)
-
-
-def workspace_of(app, client: Client):
-    """The app's workspace for a gradio_client session (None when it has none)."""
-    return app.workspaces.find(SimpleNamespace(session_hash=client.session_hash))
 
 
 def fetch(url: str) -> int:

@@ -162,7 +162,8 @@ def test_limits_from_environment(monkeypatch):
 
 def test_workspace_count_is_bounded_by_evicting_idle_anonymous_ones(tmp_path):
     spaces = Workspaces(tmp_path, Limits(workspaces=2))
-    first, alice = spaces.get(visitor("1")), spaces.get(visitor("2"), user("alice"))
+    first = spaces.get(visitor("1"))
+    spaces.get(visitor("2"), user("alice"))
     add_capture(first)
     spaces.get(visitor("3"))
     assert spaces.find(visitor("1")) is None and not first.root.exists() and spaces.find(visitor("2"), user("alice"))
