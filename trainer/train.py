@@ -43,7 +43,7 @@ from .errors import FaceRegError
 from .evaluate import threshold_sweep, verification_report
 from .model_io import ModelConfig, save_model_dir
 from .networks import backbone_spec, build_embedding, build_siamese
-from .report import summary_metrics, write_metrics, write_plots
+from .report import evaluation_counts, summary_metrics, write_metrics, write_plots
 
 LEARNING_RATES = {"head": 1e-2, "classic": 5e-5, "unfreeze": 1e-5}  # head: measured, see bench_personalize
 BATCH_SIZE = 32
@@ -310,6 +310,12 @@ def train(
     validation = verification_report(scores, val_pairs.labels, threshold=threshold)
     config.threshold = threshold
     config.metrics = summary_metrics(validation)
+    config.evaluation = evaluation_counts(
+        validation, f"validation pairs of held-out images of {dataset}, which training never saw")
+    if backbone == "dlib_resnet":
+        from .default_model import lfw_view2_table
+
+        config.benchmarks = [lfw_view2_table(default=False)]
     config.dataset = str(dataset)
     face_counts = {"train": train_faces.counts(), "validation": val_faces.counts()}
     save_model_dir(siamese, config, output)
@@ -343,7 +349,7 @@ def train(
 
 
 def _write_card(output: Path, config: ModelConfig, repo_id: str | None) -> None:
-    """Write the model card README.md from facereg.json, as hub_tools would when publishing."""
+    """Write the model card README.md from facereg.json; `hub_tools.push_model` rebuilds it for the repo pushed to."""
     from hub_tools import build_model_card
 
-    build_model_card(config.to_json(), repo_id or output.name).save(output / "README.md")
+    build_model_card(config.to_json(), repo_id).save(output / "README.md")
