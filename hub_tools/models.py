@@ -203,7 +203,8 @@ def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float
     p = successes / trials
     centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
     half = z / (1 + z * z / trials) * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low, high = max(0.0, centre - half), min(1.0, centre + half)
+    return (0.0 if successes == 0 else low), (1.0 if successes == trials else high)  # exact where rounding is not
 
 
 def _metric_rows(metrics: dict[str, float], evaluation: dict[str, Any]) -> list[dict[str, str]]:
