@@ -99,7 +99,8 @@ print(result["is_match"], result["score"], result["threshold"])
 facereg verify a.jpg b.jpg --model "$(facereg-hub pull-model {{ repo_id }})"
 ```
 
-**In a FaceReg Space**, through `gradio_client` (the Space switches to this model, then verifies a pair):
+**In a FaceReg Space**, through `gradio_client` (the Space switches to this model, then verifies a pair at its
+threshold):
 
 ```python
 from gradio_client import Client, handle_file
@@ -107,7 +108,7 @@ from gradio_client import Client, handle_file
 client = Client("{{ space_id }}")
 client.predict("{{ repo_id }}", "", api_name="/load_model")
 chip1, chip2, verdict, score, elapsed_ms, details = client.predict(
-    handle_file("a.jpg"), handle_file("b.jpg"), None, api_name="/verify")
+    handle_file("a.jpg"), handle_file("b.jpg"), {{ "%.4f" | format(threshold) }}, api_name="/verify")
 ```
 
 **Keras**: `model.keras` is the Siamese model (inputs: two batches of aligned chips, float32 0..255 RGB; output:

@@ -261,3 +261,26 @@ def test_wilson_interval() -> None:
     low, high = wilson_interval(5, 10)
     assert low == pytest.approx(0.2366, abs=1e-4) and high == pytest.approx(0.7634, abs=1e-4)
     assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+@needs_lfw
+def test_the_cards_gradio_client_snippet_works_against_the_app(default_dir, hub_server, tmp_path):
+    """The card's gradio_client snippet as written, against the app launched here (a Space's code), after the
+    default model was published: the app switches to it, then verifies a pair."""
+    pytest.importorskip("gradio_client")
+    from space.testing import running_app
+    from trainer.verify import Verifier
+
+    repo_id = "alice/facereg-for-the-space"
+    hub_tools.push_model(default_dir, repo_id, token=hub_server.token)
+    card = (hub_tools.pull_model(repo_id, token=hub_server.token) / "README.md").read_text()
+    snippet = next(s for s in python_blocks(card) if "gradio_client" in s)
+    a, b = lfw_image("Colin_Powell", 1), lfw_image("Colin_Powell", 2)
+    with running_app(tmp_path / "app") as app:
+        code = (snippet.replace('Client("USER/SPACE")', f'Client("{app.url}", verbose=False)')
+                .replace('"a.jpg"', repr(str(a))).replace('"b.jpg"', repr(str(b))))
+        scope: dict = {}
+        exec(code, scope)  # noqa: S102  (the card's own code)
+        assert app.holder.info()["repo"] == repo_id
+    assert scope["details"]["is_match"] and scope["score"] == pytest.approx(Verifier.default().verify(a, b)["score"],
+                                                                            abs=1e-4)
