@@ -210,14 +210,25 @@ def test_default_model_publishes_and_loads_back_with_identical_scores(default_di
 
 
 @needs_lfw
-def test_published_default_model_verifies_like_the_embedded_one(default_dir, hub_server):
+def test_the_cards_command_line_works_after_install(venv_python, default_dir, hub_server, tmp_path):
+    """The card's command line as written, in a shell outside the repo with only the installed FaceReg."""
     from trainer.verify import Verifier
 
-    hub_tools.push_model(default_dir, "alice/facereg-default", token=hub_server.token)
+    repo_id = "alice/facereg-cli"
+    hub_tools.push_model(default_dir, repo_id, token=hub_server.token)
+    card = (hub_tools.pull_model(repo_id, token=hub_server.token) / "README.md").read_text()
+    command = next(b for b in re.findall(r"```bash\n(.*?)```", card, flags=re.S) if "facereg verify" in b).strip()
     a, b = lfw_image("Colin_Powell", 1), lfw_image("Colin_Powell", 2)
-    published = Verifier.from_hub("alice/facereg-default", token=hub_server.token).verify(a, b)
-    embedded = Verifier.default().verify(a, b)
-    assert published["score"] == embedded["score"] and published["is_match"] and embedded["is_match"]
+    command = command.replace("a.jpg", str(a)).replace("b.jpg", str(b))
+    env = clean_env(PATH=f"{venv_python.parent}:{os.environ['PATH']}", HF_ENDPOINT=hub_server.endpoint,
+                    HF_HUB_DISABLE_XET="1", HF_HOME=str(tmp_path / "hf-home"))
+    env.pop("FACEREG_HUB_ENDPOINT", None)
+    done = run(["bash", "-c", command], cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    verdict = done.stdout.strip().splitlines()[-1]
+    score = float(re.search(r"score ([0-9.]+)", verdict).group(1))
+    assert verdict.startswith("SAME person") and score == pytest.approx(Verifier.default().verify(a, b)["score"],
+                                                                       abs=1e-4)
 
 
 @needs_lfw
