@@ -142,8 +142,9 @@ score = float(model.score(embeddings[:1], embeddings[1:])["scores"][0])  # same 
 
 ## How good it is
 
-{% if evaluation %}Measured on **{{ evaluation.pairs }} pairs** ({{ evaluation.genuine_pairs }} of the same person,
-{{ evaluation.impostor_pairs }} of different people) at the threshold above: {{ evaluation.data }}. The 95 % intervals (Wilson score
+{% if evaluation %}Measured on **{{ evaluation.pairs }} pairs**{% if evaluation.genuine_pairs is defined %}
+({{ evaluation.genuine_pairs }} of the same person, {{ evaluation.impostor_pairs }} of different people){% endif %}
+at the threshold above{% if evaluation.data %}: {{ evaluation.data }}{% endif %}. The 95 % intervals (Wilson score
 intervals on those counts) say how much so few pairs can tell: the true rate on more faces like these could be
 anywhere in them, and on other people, cameras or light it may be lower still.
 {% else %}This folder's `facereg.json` does not record how many pairs the metrics were measured on, so no interval
@@ -211,6 +212,9 @@ def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float
 def _metric_rows(metrics: dict[str, float], evaluation: dict[str, Any]) -> list[dict[str, str]]:
     """The card's metric table: value, and for rates counted on pairs, the Wilson interval and the counts."""
     counted: dict[str, tuple[int, int, str]] = {}
+    if "pairs" in evaluation and "accuracy" in metrics:  # older facereg.json: only the number of pairs
+        pairs = int(evaluation["pairs"])
+        counted["accuracy"] = (round(metrics["accuracy"] * pairs), pairs, "pairs decided right")
     if {"pairs", "genuine_pairs", "impostor_pairs", "true_accepts", "false_accepts"} <= set(evaluation):
         ta, fa = int(evaluation["true_accepts"]), int(evaluation["false_accepts"])
         genuine, impostor = int(evaluation["genuine_pairs"]), int(evaluation["impostor_pairs"])
@@ -279,6 +283,8 @@ def build_model_card(config: dict[str, Any], repo_id: str | None = None) -> Mode
     published = repo_id or "USER/MODEL"
     dataset = config.get("dataset")
     evaluation = config.get("evaluation") or {}
+    if not evaluation and isinstance(config.get("metrics", {}).get("validation_pairs"), int):
+        evaluation = {"pairs": config["metrics"]["validation_pairs"]}  # written before FaceReg kept the counts
     metrics = {
         name: value
         for name, value in config.get("metrics", {}).items()
@@ -320,7 +326,7 @@ def build_model_card(config: dict[str, Any], repo_id: str | None = None) -> Mode
         threshold=float(config["threshold"]),
         dataset=dataset,
         dataset_is_repo=_is_repo_id(dataset),
-        evaluation=evaluation if {"pairs", "genuine_pairs", "impostor_pairs"} <= set(evaluation) else None,
+        evaluation=evaluation if "pairs" in evaluation else None,
         metric_rows=_metric_rows(metrics, evaluation),
         benchmarks=config.get("benchmarks") or [],
         weights_note=backbone["weights"],

@@ -185,3 +185,26 @@ def test_unreachable_endpoint_is_named() -> None:
     with pytest.raises(HubUnreachableError, match=endpoint):
         with hub_errors("someone/model", token=None):
             snapshot_download("someone/model", endpoint=endpoint, token=False, etag_timeout=2)
+
+
+def test_a_generated_card_is_rebuilt_for_the_repo_and_a_hand_written_one_is_kept(
+    model_dir: Path, hub_server, tmp_path: Path
+) -> None:
+    folder = tmp_path / "run-20261129-121817-b8f908"
+    for name in ("model.keras", "facereg.json"):
+        (folder / name).parent.mkdir(exist_ok=True)
+        (folder / name).write_bytes((model_dir / name).read_bytes())
+    hub_tools.build_model_card(CONFIG).save(folder / "README.md")  # as the trainer writes it, before publishing
+    hub_tools.push_model(folder, "alice/rebuilt", token=hub_server.token)
+    card = (hub_tools.pull_model("alice/rebuilt", token=hub_server.token) / "README.md").read_text()
+    assert "# alice/rebuilt\n" in card and folder.name not in card and "USER/MODEL" not in card
+    (folder / "README.md").write_text("# My own card\n")
+    hub_tools.push_model(folder, "alice/kept", token=hub_server.token)
+    assert (hub_tools.pull_model("alice/kept", token=hub_server.token) / "README.md").read_text() == "# My own card\n"
+
+
+def test_an_older_facereg_json_gets_an_interval_from_its_number_of_pairs() -> None:
+    config = {**CONFIG, "metrics": {"accuracy": 1.0, "f1": 1.0, "validation_pairs": 108}}
+    card = hub_tools.build_model_card(config, "alice/facereg")
+    assert {m["type"] for m in card.data.to_dict()["model-index"][0]["results"][0]["metrics"]} == {"accuracy", "f1"}
+    assert "| accuracy | 1.0000 | 0.9657 - 1.0000 | 108 of 108 pairs decided right |" in str(card)
