@@ -96,8 +96,8 @@ def scan_folder(folder: str | Path, *, person: str | None = None, session: str |
     return files
 
 
-DATASET_CARD_BODY = """A FaceReg face-verification dataset: photos of faces, captured with a webcam in the FaceReg app or added
-from a folder with `python -m hub_tools push-dataset`, to fine-tune and check a FaceReg model.
+DATASET_CARD_BODY = """A FaceReg face-verification dataset: photos of faces, captured with a webcam in the FaceReg app
+or added from a folder with `python -m hub_tools push-dataset`, to fine-tune and check a FaceReg model.
 
 ## What the images are
 

@@ -2,9 +2,9 @@
 
 A FaceReg model folder holds `model.keras`, `facereg.json` (threshold, backbone, input size, metrics, the counts
 they were measured on), `saved_model/` (a TensorFlow-only export) and a `README.md` model card: built from
-`facereg.json` for the repo id it is pushed to, unless the folder holds a card that FaceReg did not write. The threshold stays in
-`facereg.json`: Keras' own `hf://` saving rewrites `config.json` and `README.md`, so nothing FaceReg needs
-may live there.
+`facereg.json` for the repo id it is pushed to, unless the folder holds a card that FaceReg did not write.
+The threshold stays in `facereg.json`: Keras' own `hf://` saving rewrites `config.json` and `README.md`, so
+nothing FaceReg needs may live there.
 """
 from __future__ import annotations
 
@@ -15,7 +15,15 @@ import re
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData, constants, snapshot_download
+from huggingface_hub import (
+    CommitOperationAdd,
+    EvalResult,
+    HfApi,
+    ModelCard,
+    ModelCardData,
+    constants,
+    snapshot_download,
+)
 
 from hub_tools.auth import resolve_token
 from hub_tools.errors import ModelFolderError, hub_errors

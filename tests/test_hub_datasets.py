@@ -172,7 +172,8 @@ def test_dataset_card_says_what_it_holds_and_its_load_snippet_works_outside_the_
     import sys
 
     hub_tools.push_dataset(faces[0], hub_repo_id, token=hub_server.token)
-    card = Path(HfApi(token=hub_server.token).hf_hub_download(hub_repo_id, "README.md", repo_type="dataset")).read_text()
+    api = HfApi(token=hub_server.token)
+    card = Path(api.hf_hub_download(hub_repo_id, "README.md", repo_type="dataset")).read_text()
     for text in ("consent", "private", "biometric", "anchor", "negative", "load_dataset", "hub_tools.load_faces"):
         assert text in card, text
     assert hub_server.token not in card

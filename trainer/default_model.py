@@ -17,14 +17,15 @@ import numpy as np
 from .evaluate import align_pair_images, best_accuracy_threshold, embed_pairs, read_lfw_pairs, verification_report
 from .head import fit_head
 from .model_io import ModelConfig, save_model_dir
-from .report import evaluation_counts, summary_metrics
+from .report import METRIC_NAMES, evaluation_counts, summary_metrics
 from .networks import build_embedding, build_siamese, siamese_parts
 
 HEAD_FILE = Path(__file__).parent / "default_model" / "head.json"
 LFW_VIEW2_FILE = Path(__file__).parent / "default_model" / "lfw_view2.json"
 BACKBONE = "dlib_resnet"
 TRAINING_DATA = "LFW View 1 DevTrain (pairsDevTrain.txt)"
-EVALUATION_DATA = "LFW View 1 DevTest (pairsDevTest.txt), people and pairs the head never saw, threshold chosen on DevTrain"
+EVALUATION_DATA = ("LFW View 1 DevTest (pairsDevTest.txt), people and pairs the head never saw, "
+                   "threshold chosen on DevTrain")
 DEVTEST_GENUINE_PAIRS = 500  # pairsDevTest.txt: 500 pairs of the same person, then 500 of different people
 REPRODUCE = "python -m trainer fit-default --lfw ../shared/data/lfw"
 HEAD_EPOCHS, HEAD_LEARNING_RATE, HEAD_BATCH_SIZE = 300, 0.05, 128  # how the default head is trained
@@ -36,7 +37,7 @@ def load_default_model(head_file: Path = HEAD_FILE) -> tuple[keras.Model, ModelC
     model = build_siamese(build_embedding(saved["backbone"]))
     _, head = siamese_parts(model)
     head.set_weights([np.asarray(saved["kernel"], np.float32)[:, None], np.asarray([saved["bias"]], np.float32)])
-    metrics = {name: value for name, value in saved["metrics"].items() if name in _SUMMARY_KEYS}
+    metrics = {name: value for name, value in saved["metrics"].items() if name in METRIC_NAMES}
     config = ModelConfig(
         backbone=saved["backbone"],
         threshold=saved["threshold"],
@@ -49,9 +50,6 @@ def load_default_model(head_file: Path = HEAD_FILE) -> tuple[keras.Model, ModelC
         source="embedded default",
     )
     return model, config
-
-
-_SUMMARY_KEYS = ("accuracy", "f1", "precision", "recall", "roc_auc", "eer", "tar_at_far_1e-2")
 
 
 def _devtest_counts(metrics: dict) -> dict:
@@ -67,7 +65,7 @@ def _devtest_counts(metrics: dict) -> dict:
 
 
 def lfw_view2_table(default: bool) -> dict:
-    """The default model's (default=True: both rows) or its backbone's LFW View 2 figures, as a model card shows them."""
+    """LFW View 2 figures as a model card shows them: the default model's and its backbone's, or the backbone's."""
     saved = json.loads(LFW_VIEW2_FILE.read_text())
     if default:
         note = ("This model on LFW View 2, the standard benchmark, which it never saw (its head was trained on View 1 "

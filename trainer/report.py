@@ -13,6 +13,9 @@ ROC_PLOT = "roc.png"
 SCORES_PLOT = "scores.png"
 
 
+METRIC_NAMES = ("accuracy", "f1", "precision", "recall", "roc_auc", "eer", "tar_at_far_1e-2")  # summary_metrics' keys
+
+
 def summary_metrics(report: dict[str, Any]) -> dict[str, float]:
     """The metrics of a `verification_report` that facereg.json (and so the model card) carries."""
     return {
