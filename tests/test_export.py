@@ -144,87 +144,108 @@ def test_export_default_folder(default_dir: Path) -> None:
     assert GENERATED_MARK in card and "not yet published" in card
 
 
-def test_keras_model_loads_after_install_outside_the_repo(venv_python, default_dir, chips, reference, tmp_path):
+def stranger_env(hub_server, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """A stranger's environment: no PYTHONPATH, no FaceReg settings, the Hub (here the local server) in HF_ENDPOINT."""
+    env = clean_env(HF_ENDPOINT=hub_server.endpoint, HF_HUB_DISABLE_XET="1", HF_HOME=str(tmp_path / "hf-home"),
+                    **extra)
+    env.pop("FACEREG_HUB_ENDPOINT", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def published(default_dir: Path, hub_server) -> tuple[str, str]:
+    """The exported default model published with `python -m hub_tools push-model` (public); its repo id and card."""
+    repo_id = "alice/facereg"
+    done = run([sys.executable, "-m", "hub_tools", "push-model", str(default_dir), repo_id,
+                "--token", hub_server.token], cwd=REPO_ROOT, env=clean_env(PYTHONPATH=str(REPO_ROOT)))
+    assert done.returncode == 0, done.stderr
+    return repo_id, (hub_tools.pull_model(repo_id, token=hub_server.token) / "README.md").read_text()
+
+
+def card_snippet(card: str, needle: str) -> str:
+    """The card's python block that holds `needle`."""
+    return next(block for block in python_blocks(card) if needle in block)
+
+
+def test_keras_model_loads_after_install_outside_the_repo(venv_python, published, chips, reference, hub_server,
+                                                         tmp_path):
+    repo_id, card = published
+    snippet = card_snippet(card, "keras.saving.load_model")
     script = f"""
 import json, numpy as np, keras
+from huggingface_hub import snapshot_download
 try:
-    keras.saving.load_model({str(default_dir / "model.keras")!r})
+    keras.saving.load_model(snapshot_download({repo_id!r}) + "/model.keras")
     without = "loaded"
 except Exception as exc:
     without = str(exc)
-import facereg  # what the card says to import
+{snippet}
 import trainer
-model = keras.saving.load_model({str(default_dir / "model.keras")!r})
 x = np.load({str(chips)!r})
-verifier = facereg.Verifier.from_dir({str(default_dir)!r})
+verifier = facereg.Verifier.from_hub({repo_id!r})
 embeddings = verifier.embed_chips(x.astype(np.uint8))
 print(json.dumps({{"without": without, "trainer": trainer.__file__,
                   "siamese": model.predict([x[:2], x[2:]], verbose=0).reshape(-1).tolist(),
                   "scores": verifier.score(embeddings[:2], embeddings[2:]).tolist()}}))
 """
-    done = run([str(venv_python), "-c", script], cwd=tmp_path)
+    done = run([str(venv_python), "-c", script], cwd=tmp_path, env=stranger_env(hub_server, tmp_path))
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.splitlines()[-1])
-    assert out["without"] != "loaded"  # so it is `import facereg` that makes it load
+    assert out["without"] != "loaded"  # so it is the card's `import facereg` that makes it load
     assert not Path(out["trainer"]).is_relative_to(REPO_ROOT)
     np.testing.assert_allclose(out["siamese"], reference["siamese"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out["scores"], reference["scores"], rtol=1e-5, atol=1e-6)
 
 
-def test_saved_model_needs_only_tensorflow(default_dir, chips, reference, tmp_path):
+def test_saved_model_needs_only_tensorflow(published, chips, reference, hub_server, tmp_path):
+    repo_id, card = published
+    snippet = card_snippet(card, "tf.saved_model.load")
     script = f"""
-import importlib.util, json, numpy as np, tensorflow as tf
-assert all(importlib.util.find_spec(m) is None for m in ("trainer", "facereg", "hub_tools", "keras_facereg"))
-model = tf.saved_model.load({str(default_dir / "saved_model")!r})
+import importlib.util, json
+assert all(importlib.util.find_spec(m) is None for m in ("trainer", "facereg", "hub_tools", "space"))
+{snippet}
+assert 0 <= score <= 1
 embeddings = model.embed(np.load({str(chips)!r}))["embeddings"]
 scores = model.score(embeddings[:2], embeddings[2:])["scores"]
 print(json.dumps({{"embeddings": embeddings.numpy().tolist(), "scores": scores.numpy().tolist()}}))
 """
-    done = run([sys.executable, "-c", script], cwd=tmp_path)
+    done = run([sys.executable, "-c", script], cwd=tmp_path, env=stranger_env(hub_server, tmp_path))
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.splitlines()[-1])
     np.testing.assert_allclose(out["embeddings"], reference["embeddings"], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(out["scores"], reference["scores"], rtol=1e-5, atol=1e-6)
 
 
-def test_default_model_publishes_and_loads_back_with_identical_scores(default_dir, chips, reference, hub_server):
+def test_default_model_publishes_and_loads_back_with_identical_scores(published, chips, reference, hub_server):
     from trainer.verify import Verifier
 
-    repo_id = "alice/facereg"
-    done = run([sys.executable, "-m", "hub_tools", "push-model", str(default_dir), repo_id,
-                "--token", hub_server.token], cwd=REPO_ROOT, env=clean_env(PYTHONPATH=str(REPO_ROOT)))
-    assert done.returncode == 0, done.stderr
+    repo_id, card = published
     verifier = Verifier.from_hub(repo_id, token=hub_server.token)
     embeddings = verifier.embed_chips(np.load(chips).astype(np.uint8))
     np.testing.assert_array_equal(embeddings, reference["embeddings"])
     np.testing.assert_array_equal(verifier.score(embeddings[:2], embeddings[2:]), reference["scores"])
     assert verifier.threshold == Verifier.default().threshold
 
-    folder = hub_tools.pull_model(repo_id, token=hub_server.token)
-    card = (folder / "README.md").read_text()
-    assert card.splitlines()[card.splitlines().index(GENERATED_MARK) + 2] == f"# {repo_id}"
+    lines = card.splitlines()
+    assert lines[lines.index(GENERATED_MARK) + 2] == f"# {repo_id}"
     assert f'Verifier.from_hub("{repo_id}")' in card and f"facereg-hub pull-model {repo_id}" in card
     assert f'snapshot_download("{repo_id}")' in card and "not yet published" not in card
     assert "USER/MODEL" not in card and hub_server.token not in card
-    metadata = hub_tools.read_model_card(folder)
+    metadata = hub_tools.read_model_card(repo_id)
     metrics = {m["type"] for m in metadata["model-index"][0]["results"][0]["metrics"]}
     assert metrics == SUMMARY_METRICS and metadata["license"] == "cc0-1.0"
 
 
 @needs_lfw
-def test_the_cards_command_line_works_after_install(venv_python, default_dir, hub_server, tmp_path):
+def test_the_cards_command_line_works_after_install(venv_python, published, hub_server, tmp_path):
     """The card's command line as written, in a shell outside the repo with only the installed FaceReg."""
     from trainer.verify import Verifier
 
-    repo_id = "alice/facereg-cli"
-    hub_tools.push_model(default_dir, repo_id, token=hub_server.token)
-    card = (hub_tools.pull_model(repo_id, token=hub_server.token) / "README.md").read_text()
+    _, card = published
     command = next(b for b in re.findall(r"```bash\n(.*?)```", card, flags=re.S) if "facereg verify" in b).strip()
     a, b = lfw_image("Colin_Powell", 1), lfw_image("Colin_Powell", 2)
     command = command.replace("a.jpg", str(a)).replace("b.jpg", str(b))
-    env = clean_env(PATH=f"{venv_python.parent}:{os.environ['PATH']}", HF_ENDPOINT=hub_server.endpoint,
-                    HF_HUB_DISABLE_XET="1", HF_HOME=str(tmp_path / "hf-home"))
-    env.pop("FACEREG_HUB_ENDPOINT", None)
+    env = stranger_env(hub_server, tmp_path, PATH=f"{venv_python.parent}:{os.environ['PATH']}")
     done = run(["bash", "-c", command], cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     verdict = done.stdout.strip().splitlines()[-1]
@@ -277,17 +298,15 @@ def test_wilson_interval() -> None:
 
 
 @needs_lfw
-def test_the_cards_gradio_client_snippet_works_against_the_app(default_dir, hub_server, tmp_path):
+def test_the_cards_gradio_client_snippet_works_against_the_app(published, tmp_path):
     """The card's gradio_client snippet as written, against the app launched here (a Space's code), after the
     default model was published: the app switches to it, then verifies a pair."""
     pytest.importorskip("gradio_client")
     from space.testing import running_app
     from trainer.verify import Verifier
 
-    repo_id = "alice/facereg-for-the-space"
-    hub_tools.push_model(default_dir, repo_id, token=hub_server.token)
-    card = (hub_tools.pull_model(repo_id, token=hub_server.token) / "README.md").read_text()
-    snippet = next(s for s in python_blocks(card) if "gradio_client" in s)
+    repo_id, card = published
+    snippet = card_snippet(card, "gradio_client")
     a, b = lfw_image("Colin_Powell", 1), lfw_image("Colin_Powell", 2)
     with running_app(tmp_path / "app") as app:
         code = (snippet.replace('Client("USER/SPACE")', f'Client("{app.url}", verbose=False)')
