@@ -187,8 +187,8 @@ pairs for the false-accept rate you can accept.
 
 ## Known limits
 
-- Pose: trained and evaluated mostly on faces seen from the front; profiles, strong tilt and faces partly hidden
-  (masks, hands, hair, sunglasses) score less reliably.
+- Pose: made for faces seen roughly from the front; profiles, strong tilt and faces partly hidden (masks, hands,
+  hair, sunglasses) score less reliably, by an amount no FaceReg benchmark has measured.
 - Image quality: small faces, blur, strong compression, poor or coloured light and over-exposure lower the score
   of true matches and raise errors; the detector may miss faces, and then nothing is verified.
 - Look-alikes, twins and close relatives may be accepted; the same person years apart may be rejected.
@@ -198,9 +198,9 @@ pairs for the false-accept rate you can accept.
 
 ## Licence of the weights
 
-{% if license == "cc0-1.0" %}The pretrained backbone is in the public domain (CC0 1.0) by its author's release; the
-head and threshold were trained by whoever published this model, who publishes them under the same terms (`license:
-cc0-1.0` above). Check the licence of any dataset it was trained on before you use it.
+{% if license == "cc0-1.0" %}The pretrained backbone's weights are in the public domain (CC0 1.0) by their author's
+release, and FaceReg marks the whole model with the same terms (`license: cc0-1.0` above); the small head and the
+threshold were trained by whoever published this model. The images it was trained on keep their own terms.
 {% else %}Not stated by FaceReg: ask whoever published this model.
 {% endif %}
 """
