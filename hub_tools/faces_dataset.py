@@ -129,7 +129,7 @@ faces = load_dataset("{repo_id}", split="train")
 print(faces.features["label"].names, len(faces))
 ```
 
-With FaceReg (`pip install "git+<URL of FaceReg's repository or Space>"`), which checks the schema:
+With FaceReg (`pip install "git+{source_url}"`), which checks the schema:
 
 ```python
 import hub_tools
@@ -155,7 +155,9 @@ def _dataset_card(repo_id: str) -> DatasetCard:
         pretty_name=repo_id.split("/")[-1],
         configs=[{"config_name": "default", "data_files": data_files, "features": features}],
     )
-    body = DATASET_CARD_BODY.format(repo_id=repo_id)
+    from hub_tools.models import source_url
+
+    body = DATASET_CARD_BODY.format(repo_id=repo_id, source_url=source_url())
     return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n# {data.pretty_name}\n\n{body}\n")
 
 

@@ -248,7 +248,7 @@ def _space_id() -> str:
     return os.environ.get(SPACE_ENV) or "USER/SPACE"
 
 
-def _source_url() -> str:
+def source_url() -> str:
     """Where `pip install git+...` gets FaceReg: FACEREG_SOURCE_URL, else the Space running this code."""
     if os.environ.get(SOURCE_ENV):
         return os.environ[SOURCE_ENV]
@@ -340,7 +340,7 @@ def build_model_card(config: dict[str, Any], repo_id: str | None = None) -> Mode
         weights_note=backbone["weights"],
         license=backbone["license"],
         space_id=_space_id(),
-        source_url=_source_url(),
+        source_url=source_url(),
     )
 
 

@@ -119,7 +119,9 @@ def test_pip_install_gives_the_package_its_data_and_commands(venv_python: Path, 
     where, head_found, layers = json.loads(done.stdout.splitlines()[-1])
     assert Path(where).is_relative_to(venv_python.parent.parent) and head_found and layers == 2
     for script in ("facereg", "facereg-hub", "facereg-space"):
-        assert run([str(bin_dir / script), "--help"], cwd=tmp_path).returncode == 0, script
+        done = run([str(bin_dir / script), "--help"], cwd=tmp_path)
+        assert done.returncode == 0 and done.stdout.startswith("usage: "), script
+        assert script == "facereg-space" or done.stdout.startswith(f"usage: {script} "), "help names the command"
     (tmp_path / "taken").write_text("a file")
     done = run([str(bin_dir / "facereg"), "export-default", str(tmp_path / "taken")], cwd=tmp_path)
     assert done.returncode == 2 and done.stdout == ""

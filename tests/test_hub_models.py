@@ -208,3 +208,13 @@ def test_an_older_facereg_json_gets_an_interval_from_its_number_of_pairs() -> No
     card = hub_tools.build_model_card(config, "alice/facereg")
     assert {m["type"] for m in card.data.to_dict()["model-index"][0]["results"][0]["metrics"]} == {"accuracy", "f1"}
     assert "| accuracy | 1.0000 | 0.9657 - 1.0000 | 108 of 108 pairs decided right |" in str(card)
+
+
+def test_a_card_written_in_a_space_names_that_space(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPACE_ID", "alice/facereg-app")  # what Hugging Face sets in a running Space
+    monkeypatch.delenv("FACEREG_SOURCE_URL", raising=False)
+    card = str(hub_tools.build_model_card(CONFIG, "alice/facereg"))
+    assert 'Client("alice/facereg-app")' in card
+    assert f'pip install "git+{constants.ENDPOINT}/spaces/alice/facereg-app"' in card
+    monkeypatch.setenv("FACEREG_SOURCE_URL", "https://example.org/facereg.git")
+    assert 'pip install "git+https://example.org/facereg.git"' in str(hub_tools.build_model_card(CONFIG, "alice/x"))

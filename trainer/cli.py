@@ -124,7 +124,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `python -m trainer`."""
-    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
+    prog = "facereg" if Path(sys.argv[0]).name == "facereg" else "python -m trainer"  # the installed command
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     verify = sub.add_parser("verify", help="are these two faces the same person?")
