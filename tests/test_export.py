@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -53,8 +54,11 @@ def venv_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv = tmp_path_factory.mktemp("venv")
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"
+    source = tmp_path_factory.mktemp("source") / "facereg"  # a copy: the build writes build/ and *.egg-info there
+    shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(".*", "__pycache__", "build", "*.egg-info",
+                                                                   "data", "runs", "artifacts", "test-artifacts"))
     done = run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
-                "--no-build-isolation", str(REPO_ROOT)], cwd=venv)
+                "--no-build-isolation", str(source)], cwd=venv)
     assert done.returncode == 0, done.stderr
     return python
 
