@@ -55,7 +55,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser of `python -m hub_tools`."""
-    parser = argparse.ArgumentParser(prog="python -m hub_tools", description=__doc__.splitlines()[0])
+    prog = "facereg-hub" if Path(sys.argv[0]).name == "facereg-hub" else "python -m hub_tools"  # installed command
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     token_help = "Hub token (default: HF_TOKEN, then the stored `hf auth login`)"
 

@@ -96,6 +96,51 @@ def scan_folder(folder: str | Path, *, person: str | None = None, session: str |
     return files
 
 
+DATASET_CARD_BODY = """A FaceReg face-verification dataset: photos of faces, captured with a webcam in the FaceReg app
+or added from a folder with `python -m hub_tools push-dataset`, to fine-tune and check a FaceReg model.
+
+## What the images are
+
+| column | what it holds |
+|---|---|
+| `image` | one face: a 250 x 250 crop around it from the app or `facereg collect`, or a photo pushed from a folder |
+| `label` | `anchor` and `positive`: the enrolled person; `negative`: other people |
+| `person` | who is pictured, when the uploader gave a name (may be empty) |
+| `session` | the capture session (may be empty) |
+
+Files are stored as `<label>/<sha256 of the image>.<ext>`, with one row per image in `metadata.jsonl`.
+
+## Consent and privacy
+
+Faces are biometric data. Every image here must show a person who agreed to be photographed for this purpose and to
+have the photos stored in this repository; whoever pushes an image is responsible for that consent, and anyone
+pictured may ask for their images to be removed. FaceReg creates face datasets **private**: only their owner (and
+people they grant access) can read them. Keep it so unless everyone pictured agreed to publication. Use the images
+only to train and check face verification for the people who consented, never to identify or track anyone.
+
+## Load it
+
+With `datasets` (for a private repo, run `hf auth login` first or set `HF_TOKEN`):
+
+```python
+from datasets import load_dataset
+
+faces = load_dataset("{repo_id}", split="train")
+print(faces.features["label"].names, len(faces))
+```
+
+With FaceReg (`pip install "git+{source_url}"`), which checks the schema:
+
+```python
+import hub_tools
+
+faces = hub_tools.load_faces("{repo_id}")
+```
+
+Fine-tune a model on it: `facereg train --dataset {repo_id} --backbone dlib_resnet --epochs 30 --output model`.
+"""
+
+
 def _dataset_card(repo_id: str) -> DatasetCard:
     """The card of a new FaceReg dataset repo; its `configs` entry makes `load_dataset` give the FaceReg features."""
     features = [
@@ -110,10 +155,9 @@ def _dataset_card(repo_id: str) -> DatasetCard:
         pretty_name=repo_id.split("/")[-1],
         configs=[{"config_name": "default", "data_files": data_files, "features": features}],
     )
-    body = (
-        "A FaceReg face-verification dataset: `anchor/` and `positive/` images show the enrolled person, `negative/`"
-        " images show others. Load it with `hub_tools.load_faces(repo_id)` or `datasets.load_dataset(repo_id)`."
-    )
+    from hub_tools.models import source_url
+
+    body = DATASET_CARD_BODY.format(repo_id=repo_id, source_url=source_url())
     return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n# {data.pretty_name}\n\n{body}\n")
 
 

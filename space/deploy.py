@@ -18,8 +18,8 @@ from pathlib import Path
 from hub_tools.errors import HubError  # (importing `space` first applied FACEREG_HUB_ENDPOINT)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("trainer", "hub_tools", "space")
-TOP_FILES = ("requirements.txt",)
+PACKAGES = ("facereg", "trainer", "hub_tools", "space")
+TOP_FILES = ("requirements.txt", "pyproject.toml")  # pyproject: `pip install "git+<the Space's URL>"` works too
 CARD = "space/README.md"  # uploaded as the Space's README.md
 SPACE_SDK = "gradio"
 # Inside the packages: what the running app does not use.

@@ -55,6 +55,11 @@ def test_report_metrics_agree_with_definitions():
     frr = np.mean(~predicted[labels])
     assert min(far, frr) - 0.05 <= report["eer"] <= max(far, frr) + 0.05
     assert 0 <= report["tar_at_far_1e-3"] <= report["tar_at_far_1e-2"] <= 1
+    # the counts behind accuracy, precision and recall, which model cards turn into confidence intervals
+    assert (report["genuine_pairs"], report["impostor_pairs"]) == (labels.sum(), (~labels).sum())
+    accepted = report["true_accepts"] + report["false_accepts"]
+    assert report["true_accepts"] == np.sum(predicted & labels) and accepted == np.sum(predicted)
+    assert report["precision"] == pytest.approx(report["true_accepts"] / accepted)
 
 
 def test_tar_at_far_and_eer_on_perfect_scores():

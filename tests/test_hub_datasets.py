@@ -161,3 +161,36 @@ def test_lfw_faces_round_trip_privately(lfw_dir: Path, hub_server, hub_repo_id: 
     hub_tools.push_dataset(tmp_path, hub_repo_id, token=hub_server.token)  # LFW never goes public
     dataset = hub_tools.load_faces(hub_repo_id, token=hub_server.token)
     assert sorted(dataset["label"]) == [0, 1, 2] and dataset[0]["image"].size == (250, 250)
+
+
+def test_dataset_card_says_what_it_holds_and_its_load_snippet_works_outside_the_repo(
+    faces, hub_server, hub_repo_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import re
+    import subprocess
+    import sys
+
+    hub_tools.push_dataset(faces[0], hub_repo_id, token=hub_server.token)
+    api = HfApi(token=hub_server.token)
+    card = Path(api.hf_hub_download(hub_repo_id, "README.md", repo_type="dataset")).read_text()
+    for text in ("consent", "private", "biometric", "anchor", "negative", "load_dataset", "hub_tools.load_faces"):
+        assert text in card, text
+    assert hub_server.token not in card
+    snippets = re.findall(r"```python\n(.*?)```", card, flags=re.S)
+    load_dataset_snippet = next(s for s in snippets if "load_dataset" in s)
+    assert f'load_dataset("{hub_repo_id}", split="train")' in load_dataset_snippet
+    # A stranger's process: outside the repository, no FaceReg on the path, the Hub and the token from the
+    # environment as `hf auth login` or HF_TOKEN would give them (the endpoint is the local Hub server's).
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "FACEREG_HUB_ENDPOINT")}
+    env.update(HF_ENDPOINT=hub_server.endpoint, HF_HUB_DISABLE_XET="1", HF_TOKEN=hub_server.token,
+               HF_HOME=str(tmp_path / "hf-home"))
+    done = subprocess.run([sys.executable, "-c", load_dataset_snippet], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == f"['anchor', 'positive', 'negative'] {sum(COUNTS.values())}"
+    load_faces_snippet = next(s for s in snippets if "hub_tools.load_faces" in s)
+    monkeypatch.setenv("HF_TOKEN", hub_server.token)
+    scope: dict = {}
+    exec(load_faces_snippet, scope)  # as written on the card
+    assert len(scope["faces"]) == sum(COUNTS.values())

@@ -93,7 +93,7 @@ def test_model_card_has_metadata_and_metrics(model_dir: Path, hub_server, hub_re
     assert {"facereg", "face-verification", "classic"} <= set(card["tags"])
     assert card["datasets"] == ["someone/faces"]
     metrics = {m["type"]: m["value"] for m in card["model-index"][0]["results"][0]["metrics"]}
-    assert metrics == {"accuracy": 0.91, "f1": 0.9, "roc_auc": 0.95, "eer": 0.1, "threshold": 0.37}
+    assert metrics == {"accuracy": 0.91, "f1": 0.9, "roc_auc": 0.95, "eer": 0.1}  # the threshold is no metric
     readme = (pulled / "README.md").read_text()
     assert f'Verifier.from_hub("{hub_repo_id}")' in readme and hub_server.token not in readme
 
@@ -185,3 +185,36 @@ def test_unreachable_endpoint_is_named() -> None:
     with pytest.raises(HubUnreachableError, match=endpoint):
         with hub_errors("someone/model", token=None):
             snapshot_download("someone/model", endpoint=endpoint, token=False, etag_timeout=2)
+
+
+def test_a_generated_card_is_rebuilt_for_the_repo_and_a_hand_written_one_is_kept(
+    model_dir: Path, hub_server, tmp_path: Path
+) -> None:
+    folder = tmp_path / "run-20261129-121817-b8f908"
+    for name in ("model.keras", "facereg.json"):
+        (folder / name).parent.mkdir(exist_ok=True)
+        (folder / name).write_bytes((model_dir / name).read_bytes())
+    hub_tools.build_model_card(CONFIG).save(folder / "README.md")  # as the trainer writes it, before publishing
+    hub_tools.push_model(folder, "alice/rebuilt", token=hub_server.token)
+    card = (hub_tools.pull_model("alice/rebuilt", token=hub_server.token) / "README.md").read_text()
+    assert "# alice/rebuilt\n" in card and folder.name not in card and "USER/MODEL" not in card
+    (folder / "README.md").write_text("# My own card\n")
+    hub_tools.push_model(folder, "alice/kept", token=hub_server.token)
+    assert (hub_tools.pull_model("alice/kept", token=hub_server.token) / "README.md").read_text() == "# My own card\n"
+
+
+def test_an_older_facereg_json_gets_an_interval_from_its_number_of_pairs() -> None:
+    config = {**CONFIG, "metrics": {"accuracy": 1.0, "f1": 1.0, "validation_pairs": 108}}
+    card = hub_tools.build_model_card(config, "alice/facereg")
+    assert {m["type"] for m in card.data.to_dict()["model-index"][0]["results"][0]["metrics"]} == {"accuracy", "f1"}
+    assert "| accuracy | 1.0000 | 0.9657 - 1.0000 | 108 of 108 pairs decided right |" in str(card)
+
+
+def test_a_card_written_in_a_space_names_that_space(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPACE_ID", "alice/facereg-app")  # what Hugging Face sets in a running Space
+    monkeypatch.delenv("FACEREG_SOURCE_URL", raising=False)
+    card = str(hub_tools.build_model_card(CONFIG, "alice/facereg"))
+    assert 'Client("alice/facereg-app")' in card
+    assert f'pip install "git+{constants.ENDPOINT}/spaces/alice/facereg-app"' in card
+    monkeypatch.setenv("FACEREG_SOURCE_URL", "https://example.org/facereg.git")
+    assert 'pip install "git+https://example.org/facereg.git"' in str(hub_tools.build_model_card(CONFIG, "alice/x"))

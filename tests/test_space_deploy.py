@@ -25,7 +25,7 @@ from huggingface_hub import HfApi, metadata_load, snapshot_download
 from tests.conftest import REPO_ROOT, lfw_image, needs_lfw
 from tests.hub_fixture import HubServer
 
-PACKAGES = ("trainer", "hub_tools", "space")
+PACKAGES = ("facereg", "trainer", "hub_tools", "space")
 # Files that a deploy must leave behind, planted in the copy of the checkout.
 JUNK = (
     "tests/test_x.py",
@@ -58,7 +58,8 @@ def checkout(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[str]]:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyi", ".*")
     for package in PACKAGES:
         shutil.copytree(REPO_ROOT / package, root / package, ignore=ignore)
-    shutil.copy2(REPO_ROOT / "requirements.txt", root / "requirements.txt")
+    for name in ("requirements.txt", "pyproject.toml"):
+        shutil.copy2(REPO_ROOT / name, root / name)
     sources = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
     expected = (sources - {"space/README.md", "space/testing.py"}) | {"README.md", ".gitattributes"}
     for junk in JUNK:

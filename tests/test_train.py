@@ -22,7 +22,7 @@ pytestmark = needs_lfw
 
 USER = "Colin_Powell"
 OTHERS = ["Tony_Blair", "Donald_Rumsfeld", "Gerhard_Schroeder", "Ariel_Sharon", "Hugo_Chavez", "Jean_Chretien"]
-MODEL_FILES = {"model.keras", "facereg.json", "metrics.json", "README.md", "roc.png", "scores.png"}
+MODEL_FILES = {"model.keras", "facereg.json", "metrics.json", "README.md", "roc.png", "scores.png", "saved_model"}
 
 
 def make_dataset(folder: Path, anchors: int = 6, positives: int = 6, negatives: int = 6) -> Path:

@@ -19,7 +19,8 @@ _EXPORTS = {
     "faces": ["Face", "FaceChip", "face_locations", "face_locations_batch", "align_face", "pick_face", "extract_face"],
     "networks": ["BACKBONES", "backbone_spec", "build_classic_embedding", "build_embedding", "build_siamese",
                  "L1Distance"],
-    "model_io": ["ModelConfig", "load_model_dir", "save_model_dir"],
+    "model_io": ["ModelConfig", "load_model_dir", "save_model_dir", "export_saved_model"],
+    "default_model": ["export_default"],
     "verify": ["Verifier", "AnchorSet"],
     "evaluate": ["read_pairs_tsv", "read_lfw_pairs", "verification_report", "threshold_sweep"],
 }

@@ -1,5 +1,5 @@
-"""`python -m trainer`: verify two faces, evaluate on pair lists, rebuild the default head, fine-tune on a dataset,
-collect faces from a camera or video."""
+"""`python -m trainer` (installed: `facereg`): verify two faces, evaluate on pair lists, rebuild or export the
+default model, fine-tune on a dataset, collect faces from a camera or video."""
 from __future__ import annotations
 
 import argparse
@@ -78,6 +78,17 @@ def cmd_fit_default(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_default(args: argparse.Namespace) -> int:
+    """Write the embedded default model as a FaceReg model folder."""
+    from .default_model import export_default
+
+    if args.dir.exists() and (not args.dir.is_dir() or any(args.dir.iterdir())):
+        raise FaceRegError(f"{args.dir} exists and is not an empty folder: give a new folder to export into")
+    folder = export_default(args.dir)
+    print(f"wrote {folder}: publish it with `python -m hub_tools push-model {folder} USER/facereg`")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Fine-tune a Siamese model on a FaceReg dataset and write (and push) the model folder."""
     from hub_tools import HubError
@@ -113,7 +124,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `python -m trainer`."""
-    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
+    prog = "facereg" if Path(sys.argv[0]).name == "facereg" else "python -m trainer"  # the installed command
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     verify = sub.add_parser("verify", help="are these two faces the same person?")
@@ -139,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--learning-rate", type=float, help="default: HEAD_LEARNING_RATE in trainer/default_model.py")
     fit.add_argument("--seed", type=int, default=0)
     fit.set_defaults(func=cmd_fit_default)
+
+    export = sub.add_parser("export-default", help="write the embedded default model as a publishable model folder")
+    export.add_argument("dir", type=Path, help="a new (or empty) folder")
+    export.set_defaults(func=cmd_export_default)
 
     train = sub.add_parser("train", help="fine-tune on a dataset of anchor/positive/negative faces, tune the threshold")
     train.add_argument("--dataset", required=True, help="a Hub dataset repo id, or a folder with anchor/ positive/ negative/")

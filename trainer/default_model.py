@@ -2,6 +2,8 @@
 
 The head's weights and threshold live in `default_model/head.json` (a few KB), written by
 `python -m trainer fit-default --lfw ../shared/data/lfw`, which runs `fit_default_head` below.
+`default_model/lfw_view2.json` holds its LFW View 2 figures, the README's table (tests/test_export.py checks they
+agree); `export_default(folder)` (`python -m trainer export-default DIR`) writes it as a publishable model folder.
 """
 from __future__ import annotations
 
@@ -14,13 +16,17 @@ import numpy as np
 
 from .evaluate import align_pair_images, best_accuracy_threshold, embed_pairs, read_lfw_pairs, verification_report
 from .head import fit_head
-from .model_io import ModelConfig
-from .report import summary_metrics
+from .model_io import ModelConfig, save_model_dir
+from .report import METRIC_NAMES, evaluation_counts, summary_metrics
 from .networks import build_embedding, build_siamese, siamese_parts
 
 HEAD_FILE = Path(__file__).parent / "default_model" / "head.json"
+LFW_VIEW2_FILE = Path(__file__).parent / "default_model" / "lfw_view2.json"
 BACKBONE = "dlib_resnet"
 TRAINING_DATA = "LFW View 1 DevTrain (pairsDevTrain.txt)"
+EVALUATION_DATA = ("LFW View 1 DevTest (pairsDevTest.txt), people and pairs the head never saw, "
+                   "threshold chosen on DevTrain")
+DEVTEST_GENUINE_PAIRS = 500  # pairsDevTest.txt: 500 pairs of the same person, then 500 of different people
 REPRODUCE = "python -m trainer fit-default --lfw ../shared/data/lfw"
 HEAD_EPOCHS, HEAD_LEARNING_RATE, HEAD_BATCH_SIZE = 300, 0.05, 128  # how the default head is trained
 
@@ -31,16 +37,56 @@ def load_default_model(head_file: Path = HEAD_FILE) -> tuple[keras.Model, ModelC
     model = build_siamese(build_embedding(saved["backbone"]))
     _, head = siamese_parts(model)
     head.set_weights([np.asarray(saved["kernel"], np.float32)[:, None], np.asarray([saved["bias"]], np.float32)])
+    metrics = {name: value for name, value in saved["metrics"].items() if name in METRIC_NAMES}
     config = ModelConfig(
         backbone=saved["backbone"],
         threshold=saved["threshold"],
         flip=saved["flip"],
         detector=saved["detector"],
-        metrics=saved["metrics"],
+        metrics=metrics,
+        evaluation=saved.get("evaluation") or _devtest_counts(saved["metrics"]),
+        benchmarks=[lfw_view2_table(default=True)],
         dataset=TRAINING_DATA,
         source="embedded default",
     )
     return model, config
+
+
+def _devtest_counts(metrics: dict) -> dict:
+    """The DevTest counts behind a head.json written before it stored them, from its rates and DevTest's 500/500."""
+    pairs = int(metrics["validation_pairs"])
+    genuine, impostor = DEVTEST_GENUINE_PAIRS, pairs - DEVTEST_GENUINE_PAIRS
+    true_accepts = round(metrics["recall"] * genuine)
+    false_accepts = round(true_accepts / metrics["precision"]) - true_accepts if metrics["precision"] else 0
+    if round(metrics["accuracy"] * pairs) != true_accepts + impostor - false_accepts:
+        return {}  # they do not fit DevTest's split: the card then says the counts are not known
+    return {"data": EVALUATION_DATA, "pairs": pairs, "genuine_pairs": genuine, "impostor_pairs": impostor,
+            "true_accepts": true_accepts, "false_accepts": false_accepts}
+
+
+def lfw_view2_table(default: bool) -> dict:
+    """LFW View 2 figures as a model card shows them: the default model's and its backbone's, or the backbone's."""
+    saved = json.loads(LFW_VIEW2_FILE.read_text())
+    if default:
+        note = ("This model on LFW View 2, the standard benchmark, which it never saw (its head was trained on View 1 "
+                "DevTrain), next to its backbone alone.")
+    else:
+        note = ("The pretrained backbone alone on LFW View 2, the standard benchmark, as context: not this fine-tuned "
+                "model, which was not measured there.")
+    rows = [saved["default"], saved["backbone"]] if default else [saved["backbone"]]
+    return {"name": saved["name"], "note": note, "protocol": saved["protocol"], "command": saved["command"],
+            "columns": saved["columns"], "rows": rows}
+
+
+def export_default(folder: str | Path) -> Path:
+    """Write the embedded default model as a FaceReg model folder (model.keras, facereg.json, saved_model/,
+    README.md with its LFW View 2 table), ready for `hub_tools.push_model`."""
+    from hub_tools import build_model_card
+
+    model, config = load_default_model()
+    folder = save_model_dir(model, config, folder)
+    build_model_card(config.to_json()).save(folder / "README.md")
+    return folder
 
 
 def fit_default_head(
@@ -92,9 +138,11 @@ def fit_default_head(
         "metrics": {
             "evaluated_on": "LFW View 1 DevTest (pairsDevTest.txt), threshold chosen on DevTrain",
             **summary_metrics(report),
+            "validation_pairs": report["pairs"],
             "devtest_accuracy_without_flip": candidates[0][0],
             "devtest_accuracy_with_flip": candidates[1][0],
         },
+        "evaluation": evaluation_counts(report, EVALUATION_DATA),
         "training": {
             "data": TRAINING_DATA,
             "images_without_detected_face": len(aligned.no_face),

@@ -139,6 +139,10 @@ def verification_report(
             precision=float(skm.precision_score(labels, predicted, zero_division=0)),
             recall=float(skm.recall_score(labels, predicted, zero_division=0)),
             f1=float(skm.f1_score(labels, predicted, zero_division=0)),
+            genuine_pairs=int(labels.sum()),
+            impostor_pairs=int((~labels).sum()),
+            true_accepts=int((predicted & labels).sum()),
+            false_accepts=int((predicted & ~labels).sum()),
         )
     return report
 

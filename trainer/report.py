@@ -13,6 +13,9 @@ ROC_PLOT = "roc.png"
 SCORES_PLOT = "scores.png"
 
 
+METRIC_NAMES = ("accuracy", "f1", "precision", "recall", "roc_auc", "eer", "tar_at_far_1e-2")  # summary_metrics' keys
+
+
 def summary_metrics(report: dict[str, Any]) -> dict[str, float]:
     """The metrics of a `verification_report` that facereg.json (and so the model card) carries."""
     return {
@@ -23,8 +26,16 @@ def summary_metrics(report: dict[str, Any]) -> dict[str, float]:
         "roc_auc": report["auc"],
         "eer": report["eer"],
         "tar_at_far_1e-2": report["tar_at_far_1e-2"],
-        "validation_pairs": report["pairs"],
     }
+
+
+COUNT_KEYS = ("pairs", "genuine_pairs", "impostor_pairs", "true_accepts", "false_accepts")
+
+
+def evaluation_counts(report: dict[str, Any], data: str) -> dict[str, Any]:
+    """What facereg.json's "evaluation" holds: which pairs the metrics were measured on, and the counts behind
+    accuracy, precision and recall at the threshold (the model card's confidence intervals need them)."""
+    return {"data": data, **{key: int(report[key]) for key in COUNT_KEYS}}
 
 
 def write_metrics(folder: Path, metrics: dict[str, Any]) -> Path:

@@ -43,7 +43,7 @@ from .errors import FaceRegError
 from .evaluate import threshold_sweep, verification_report
 from .model_io import ModelConfig, save_model_dir
 from .networks import backbone_spec, build_embedding, build_siamese
-from .report import summary_metrics, write_metrics, write_plots
+from .report import evaluation_counts, summary_metrics, write_metrics, write_plots
 
 LEARNING_RATES = {"head": 1e-2, "classic": 5e-5, "unfreeze": 1e-5}  # head: measured, see bench_personalize
 BATCH_SIZE = 32
@@ -247,9 +247,10 @@ def train(
         token = resolve_token(token, required=True, action=f"pushing the model to {push_to!r}")
     strategy = configure_devices()
 
-    report(0.0, f"loading {dataset}")
+    label = str(dataset) if record_dataset else "the dataset"
+    report(0.0, f"loading {label}")
     data = load_source(dataset, token=token, allow_folder=allow_folder)
-    check_labels(data, str(dataset))
+    check_labels(data, label)
     faces = detect_faces(data, spec.input_size, FaceCache(cache_dir),
                          lambda f, m: report(0.02 + 0.38 * f, m))
     train_faces, val_faces = split_faces(faces, seed)
@@ -316,6 +317,12 @@ def train(
     config.threshold = threshold
     config.metrics = summary_metrics(validation)
     config.dataset = str(dataset) if record_dataset else None
+    config.evaluation = evaluation_counts(
+        validation, f"validation pairs of held-out images of {label}, which training never saw")
+    if backbone == "dlib_resnet":
+        from .default_model import lfw_view2_table
+
+        config.benchmarks = [lfw_view2_table(default=False)]
     face_counts = {"train": train_faces.counts(), "validation": val_faces.counts()}
     save_model_dir(siamese, config, output)
     write_plots(output, scores, val_pairs.labels, threshold)
@@ -341,14 +348,14 @@ def train(
 
         report(0.95, f"pushing to {push_to}")
         url = push_model(output, push_to, private=private, token=token,
-                         commit_message=f"FaceReg {backbone} fine-tuned on {dataset}: threshold {threshold:.4f}")
+                         commit_message=f"FaceReg {backbone} fine-tuned on {label}: threshold {threshold:.4f}")
     report(1.0, f"done: threshold {threshold:.4f}, F1 {validation['f1']:.4f}, AUC {validation['auc']:.4f}")
     return TrainResult(output, backbone, threshold, validation, epochs, first_epoch, face_counts,
                        faces.no_face, faces.corrupt, seconds, history, url)
 
 
 def _write_card(output: Path, config: ModelConfig, repo_id: str | None) -> None:
-    """Write the model card README.md from facereg.json, as hub_tools would when publishing."""
+    """Write the model card README.md from facereg.json; `hub_tools.push_model` rebuilds it for the repo pushed to."""
     from hub_tools import build_model_card
 
-    build_model_card(config.to_json(), repo_id or output.name).save(output / "README.md")
+    build_model_card(config.to_json(), repo_id).save(output / "README.md")
