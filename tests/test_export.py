@@ -319,6 +319,6 @@ def test_the_cards_gradio_client_snippet_works_against_the_app(published, tmp_pa
                 .replace('"a.jpg"', repr(str(a))).replace('"b.jpg"', repr(str(b))))
         scope: dict = {}
         exec(code, scope)  # noqa: S102  (the card's own code)
-        assert app.holder.info()["repo"] == repo_id
+        assert [w.model.repo for w in app.workspaces.all()] == [repo_id]  # the snippet's own visitor's model
     assert scope["details"]["is_match"] and scope["score"] == pytest.approx(Verifier.default().verify(a, b)["score"],
                                                                             abs=1e-4)
