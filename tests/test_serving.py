@@ -1,6 +1,5 @@
 """Batched serving (trainer.serving): many threads at once get exactly what Verifier.verify gives each alone."""
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -119,3 +118,13 @@ def test_idle_worker_exits_and_restarts_on_the_next_request(verifier, alone):
     worker.join(10)
     assert not worker.is_alive() and batched._worker is None
     assert_same(batched.verify(*images(PAIRS[3])), alone[3])
+
+
+def test_other_work_runs_on_the_worker_thread_and_its_errors_come_back(verifier, alone):
+    batched = BatchedVerifier(verifier)
+    anchors = batched.call(verifier.enroll, [lfw_image("Colin_Powell", n) for n in (2, 3)])
+    assert len(anchors) == 2
+    assert batched.call(threading.current_thread).name == "facereg-inference"
+    with pytest.raises(NoFaceError):
+        batched.call(verifier.enroll, [np.full((100, 100, 3), 128, np.uint8)])
+    assert_same(batched.verify(*images(PAIRS[0])), alone[0])

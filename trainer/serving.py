@@ -16,24 +16,34 @@ The worker thread ends after `IDLE_EXIT_S` seconds without requests and starts a
 """
 from __future__ import annotations
 
+import functools
+import math
 import os
 import queue
 import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 if TYPE_CHECKING:
     from .verify import PairRequest, Verifier
 
+T = TypeVar("T")
 MAX_PAIRS = 8  # pairs served together at most: 16 images detected at once bounds the memory a batch holds
 IDLE_EXIT_S = 30.0
+# Held by whichever worker runs networks: with several Verifiers in one process (an app's default model and its
+# visitors' own), their workers take turns, each batch running on all the cores, instead of splitting the cores.
+NETWORKS_LOCK = threading.Lock()
 
 
 @dataclass
 class _Job:
-    request: PairRequest
+    """A verification to batch (request), or any other work for the networks (call), and its caller's future."""
+
+    request: PairRequest | None = None
+    call: Callable[[], Any] | None = None
     future: Future = field(default_factory=Future)
     queued: float = field(default_factory=time.perf_counter)
 
@@ -63,6 +73,16 @@ class BatchedVerifier:
         result["timing_ms"]["total"] = 1000 * (time.perf_counter() - start)
         return result
 
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run other work on this model's networks (anchors, capture detection...) on the worker thread, between
+        batches, so that it does not compete with verifications for the CPU; its result or exception comes back."""
+        job = _Job(call=functools.partial(fn, *args, **kwargs))
+        self._submit(job)
+        result = job.future.result()
+        if isinstance(result, _Raised):
+            raise result.error
+        return result
+
     def _submit(self, job: _Job) -> None:
         self._queue.put(job)
         with self._lock:
@@ -71,28 +91,51 @@ class BatchedVerifier:
                 self._worker.start()
 
     def _run(self) -> None:
-        """The worker: take every waiting request (up to max_pairs), serve them together, repeat; exit when idle."""
+        """The worker: take every waiting verification (up to max_pairs), serve them together, repeat; other work
+        runs in its turn; exit when idle."""
+        held: _Job | None = None  # a call met while gathering a batch: it runs after that batch
         while True:
-            try:
-                jobs = [self._queue.get(timeout=self.idle_exit_s)]
-            except queue.Empty:
-                with self._lock:  # a request submitted meanwhile is seen here, or starts a new worker
-                    if self._queue.empty():
-                        self._worker = None
-                        return
+            if held is not None:
+                job, held = held, None
+            else:
+                try:
+                    job = self._queue.get(timeout=self.idle_exit_s)
+                except queue.Empty:
+                    with self._lock:  # a request submitted meanwhile is seen here, or starts a new worker
+                        if self._queue.empty():
+                            self._worker = None
+                            return
+                    continue
+            if job.call is not None:
+                self._run_call(job)
                 continue
+            jobs = [job]
             while len(jobs) < self.max_pairs:
                 try:
-                    jobs.append(self._queue.get_nowait())
+                    waiting = self._queue.get_nowait()
                 except queue.Empty:
                     break
+                if waiting.call is not None:
+                    held = waiting
+                    break
+                jobs.append(waiting)
             self._serve(jobs)
+
+    @staticmethod
+    def _run_call(job: _Job) -> None:
+        try:
+            with NETWORKS_LOCK:
+                result = job.call()  # type: ignore[misc]
+            job.future.set_result(result)
+        except Exception as exc:  # noqa: BLE001 - raised again in the caller's thread
+            job.future.set_result(_Raised(exc))
 
     def _serve(self, jobs: list[_Job]) -> None:
         started = time.perf_counter()
         self.batches = [*self.batches[-999:], len(jobs)]
         try:
-            results: list[Any] = self.verifier.verify_decoded([job.request for job in jobs])
+            with NETWORKS_LOCK:
+                results: list[Any] = self.verifier.verify_decoded([job.request for job in jobs])  # type: ignore[misc]
         except Exception as exc:  # noqa: BLE001 - a failure of the batch goes to each of its callers
             results = [exc] * len(jobs)
         for job, result in zip(jobs, results):
@@ -101,9 +144,22 @@ class BatchedVerifier:
             job.future.set_result(result)
 
 
+@dataclass
+class _Raised:
+    error: Exception
+
+
 def usable_cpus() -> int:
-    """The CPUs this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """The CPUs this process may use: those it may run on, capped by a cgroup CPU quota (a container limited to 2
+    CPUs on a bigger host, as a Space is, still sees all the host's CPUs)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cpus
 
 
 def configure_cpu(intra_op: int | None = None, inter_op: int | None = None) -> tuple[int, int]:
