@@ -41,8 +41,9 @@ class Actions:
         image1, image2 = image_path(image1, "the first face"), image_path(image2, "the second face")
         with user_errors("Verification"):
             start = time.perf_counter()
-            verifier = self.holder.get()
-            result = verifier.verify(_contents(image1), _contents(image2), threshold=threshold, return_chips=True)
+            verifier = self.holder.get()  # its inference worker serves concurrent requests together
+            result = verifier.batcher().verify(_contents(image1), _contents(image2), threshold=threshold,
+                                               return_chips=True)
             elapsed_ms = 1000 * (time.perf_counter() - start)
         for warning in result["warnings"]:
             gr.Warning(warning)
@@ -74,8 +75,10 @@ class Actions:
         probe = image_path(probe, "the probe face")
         paths = [a if isinstance(a, str) else getattr(a, "name", a) for a in anchors]
         with user_errors("Verification against anchors"):
-            result = self.holder.get().verify_against_anchors(
-                probe, paths, detection_threshold=detection_threshold, verification_threshold=verification_threshold
+            verifier = self.holder.get()
+            result = verifier.batcher().call(  # on the inference worker, in turn with verifications
+                verifier.verify_against_anchors, probe, paths, detection_threshold=detection_threshold,
+                verification_threshold=verification_threshold,
             )
         for warning in result["warnings"] + result["skipped_anchors"]:
             gr.Warning(warning)
@@ -91,8 +94,9 @@ class Actions:
     # -- Capture -------------------------------------------------------------------------------------------------
     def _save(self, image: Any, category: str, name: str) -> Path:
         with user_errors("Capture"):
-            detector = self.holder.get().config.detector
-            saved = self.store.save_face(image, category, detector=detector, name=name)
+            verifier = self.holder.get()
+            saved = verifier.batcher().call(self.store.save_face, image, category,  # on the inference worker
+                                            detector=verifier.config.detector, name=name)
         if saved.faces_found > 1:
             gr.Warning(f"{name}: {saved.faces_found} faces found; saved the largest")
         return saved.path

@@ -22,6 +22,9 @@ from space.state import ModelHolder  # noqa: E402
 RUNS_DIR_ENV = "FACEREG_RUNS_DIR"
 BACKBONE_CHOICES = ("dlib_resnet", "classic")  # trainer.networks.BACKBONES, without importing TensorFlow here
 INFERENCE = {"concurrency_id": "inference", "concurrency_limit": 4}
+# /verify handlers only decode their images and wait for the model's inference worker (trainer.serving), which
+# serves up to MAX_PAIRS waiting requests together: let that many and the next batch's reach it.
+VERIFY = {"concurrency_id": "verify", "concurrency_limit": 16}
 
 
 def _selected_caption(evt: gr.SelectData) -> str | None:
@@ -147,7 +150,7 @@ def build_app(
                     refresh_button = gr.Button("Refresh")
 
         verify_button.click(actions.verify, [image1, image2, threshold],
-                            [chip1, chip2, verdict, score, elapsed, details], api_name="verify", **INFERENCE)
+                            [chip1, chip2, verdict, score, elapsed, details], api_name="verify", **VERIFY)
         add_anchor.click(actions.add_anchor, [anchors, anchor_cam], anchors, api_visibility="private")
         anchors_button.click(actions.verify_anchors, [anchors, probe, detection, verification],
                              [anchors_verdict, anchor_scores, anchors_details], api_name="verify_anchors", **INFERENCE)

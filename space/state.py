@@ -94,15 +94,11 @@ class ModelHolder:
         return Verifier.default()
 
     def warm_up(self) -> None:
-        """Load the model and trace its embedding function once, so the first request is fast."""
-        import numpy as np
+        """Size TensorFlow's threads, load the model and trace its networks once, so the first request is fast."""
+        from trainer.serving import configure_cpu, warm_up
 
-        from trainer import face_locations
-
-        verifier = self.get()
-        size = verifier.spec.input_size
-        verifier.embed_chips(np.zeros((1, size, size, 3), np.uint8))
-        face_locations(np.random.default_rng(0).integers(0, 255, (240, 320, 3), np.uint8), verifier.config.detector)
+        configure_cpu()
+        warm_up(self.get())
 
     def threshold_hint(self) -> float | None:
         """The threshold without loading the model: the loaded one's, else read from the config file, else None."""
