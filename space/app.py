@@ -68,8 +68,8 @@ def build_app(
                                       info="Starts at the model's tuned threshold")
                 verify_button = gr.Button("Verify", variant="primary", elem_id="verify-button")
                 with gr.Row():
-                    chip1 = gr.Image(label="Aligned face 1", interactive=False, height=170, buttons=[])
-                    chip2 = gr.Image(label="Aligned face 2", interactive=False, height=170, buttons=[])
+                    chip1 = gr.Image(label="Aligned face 1", interactive=False, height=170, buttons=[], format="jpeg")
+                    chip2 = gr.Image(label="Aligned face 2", interactive=False, height=170, buttons=[], format="jpeg")
                     with gr.Column():
                         verdict = gr.Markdown(elem_id="verdict")
                         score = gr.Number(label="Score", interactive=False, precision=4)
