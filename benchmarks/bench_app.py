@@ -301,6 +301,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{rate / single_rate:.2f} | {1000 * row.server_cpu_s / max(1, len(row.latencies)):.0f} | "
               f"{1000 * row.client_cpu_s / max(1, len(row.latencies)):.0f} | "
               f"{row.memory[0]:.0f} / {row.memory[-1]:.0f} / {max(row.memory):.0f} |")
+    if args.soak > 0 and rows[-1].memory:
+        memory = rows[-1].memory
+        marks = [memory[min(len(memory) - 1, round(q * (len(memory) - 1)))] for q in (0, 0.25, 0.5, 0.75, 1)]
+        print(f"\nServer RSS over the {args.soak:.0f} s soak at 0, 1/4, 1/2, 3/4 and the end: "
+              + " / ".join(f"{v:.0f}" for v in marks) + " MiB")
     one = next((r for r in rows if r.clients == 1 and r.latencies), None)
     if one:
         print(f"\n1 client: median {m(one.latencies):.0f} ms = {m(one.latencies) / single_ms:.2f}x the in-process "

@@ -5,21 +5,13 @@ import threading
 
 import pytest
 
+from tests.conftest import LFW_PAIRS as PAIRS
 from tests.conftest import lfw_image, needs_lfw
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
 pytestmark = needs_lfw
-
-PAIRS = [
-    (("Colin_Powell", 1), ("Colin_Powell", 2)),
-    (("Colin_Powell", 3), ("Tony_Blair", 1)),
-    (("Tony_Blair", 2), ("Tony_Blair", 3)),
-    (("George_W_Bush", 1), ("Gerhard_Schroeder", 1)),
-    (("Ariel_Sharon", 1), ("Ariel_Sharon", 2)),
-    (("Donald_Rumsfeld", 1), ("Donald_Rumsfeld", 2)),
-]
 
 
 @pytest.fixture(scope="module")

@@ -5,22 +5,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import lfw_image, needs_lfw
+from tests.conftest import LFW_PAIRS, lfw_image, needs_lfw
 from trainer.errors import ImageDecodeError, NoFaceError
 from trainer.serving import BatchedVerifier
 from trainer.verify import Verifier
 
 pytestmark = needs_lfw
 
-# Distinct real pairs, genuine and impostor, one of another image size (200 px) so a batch mixes shapes.
-PAIRS = [
-    (("Colin_Powell", 1), ("Colin_Powell", 2)),
-    (("Colin_Powell", 3), ("Tony_Blair", 1)),
-    (("Tony_Blair", 2), ("Tony_Blair", 3)),
-    (("George_W_Bush", 1), ("George_W_Bush", 2)),
-    (("Gerhard_Schroeder", 1), ("Donald_Rumsfeld", 1)),
-    (("Ariel_Sharon", 1), ("Ariel_Sharon", 2)),
-]
+PAIRS = LFW_PAIRS  # the last pair's first image is resized to 200 px, so a batch mixes image sizes
 
 
 def images(pair) -> tuple:
