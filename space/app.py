@@ -16,7 +16,7 @@ import gradio as gr  # noqa: E402
 
 from space.actions import Actions  # noqa: E402
 from space.capture import CATEGORIES, CaptureStore  # noqa: E402
-from space.components import WEBCAM, face_image  # noqa: E402
+from space.components import WEBCAM, ChipImage, face_image  # noqa: E402
 from space.state import ModelHolder  # noqa: E402
 
 RUNS_DIR_ENV = "FACEREG_RUNS_DIR"
@@ -68,8 +68,8 @@ def build_app(
                                       info="Starts at the model's tuned threshold")
                 verify_button = gr.Button("Verify", variant="primary", elem_id="verify-button")
                 with gr.Row():
-                    chip1 = gr.Image(label="Aligned face 1", interactive=False, height=170, buttons=[], format="jpeg")
-                    chip2 = gr.Image(label="Aligned face 2", interactive=False, height=170, buttons=[], format="jpeg")
+                    chip1 = ChipImage("Aligned face 1", height=170, buttons=[])
+                    chip2 = ChipImage("Aligned face 2", height=170, buttons=[])
                     with gr.Column():
                         verdict = gr.Markdown(elem_id="verdict")
                         score = gr.Number(label="Score", interactive=False, precision=4)

@@ -51,3 +51,40 @@ def test_concurrent_verify_calls_each_get_their_own_answer(app):
         )
         assert got["timing_ms"]["queued"] >= 0  # served by the model's inference worker
     assert sum(verifier.batcher().batches) >= len(PAIRS)
+
+
+def test_a_chip_shown_to_many_at_once_is_never_read_half_written(tmp_path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from space.components import ChipImage
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    chip = np.asarray(Image.open(lfw_image("Colin_Powell", 1)).resize((150, 150)))
+    component = ChipImage("chip")
+    component.GRADIO_CACHE = str(tmp_path)
+    path = component.postprocess(chip).path
+    size = len(open(path, "rb").read())
+    sizes: list[int] = []
+    done = threading.Event()
+
+    def write() -> None:
+        for _ in range(200):
+            assert component.postprocess(chip).path == path
+
+    def read() -> None:
+        while not done.is_set():
+            sizes.append(len(open(path, "rb").read()))
+
+    writers = [threading.Thread(target=write) for _ in range(4)]
+    reader = threading.Thread(target=read)
+    reader.start()
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    done.set()
+    reader.join()
+    assert sizes and set(sizes) == {size}
+    assert Image.open(path).format == "JPEG" and Image.open(path).size == (150, 150)
+    assert not list(tmp_path.rglob("*.part"))
