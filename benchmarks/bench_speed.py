@@ -1,6 +1,6 @@
 """Verification speed and memory on this CPU, side by side with `face_recognition` on the same images.
 
-    python benchmarks/bench_speed.py [--pairs 10] [--repeats 3]
+    python benchmarks/bench_speed.py [--pairs 10] [--repeats 3] [--xla]
 
 Rows (medians): end to end for one pair from two image files (decode, detect, align, embed, head), the
 same for `face_recognition` (the two pipelines alternate pair by pair) (dlib HOG detector + 5-point landmarks + the same ResNet, `face_encodings` on
@@ -61,6 +61,8 @@ def main() -> None:
     parser.add_argument("--lfw", type=Path, default=LFW_DIR)
     parser.add_argument("--pairs", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--xla", action="store_true",
+                        help="also time the embedding compiled with XLA (jit_compile) at batch 4 and 16")
     args = parser.parse_args()
 
     import face_recognition
@@ -85,12 +87,16 @@ def main() -> None:
         for a, b in pairs:
             ours_ms += timed(lambda: ours(a, b), 1)
             theirs_ms += timed(lambda: theirs(a, b), 1)
+    # Several pairs in one pass (what the app's inference worker does with concurrent requests), same pairs.
+    verifier.verify_many(pairs[:8])
+    many_ms = [t / len(pairs) for t in timed(lambda: verifier.verify_many(pairs), args.repeats)]
     chips = np.stack([verifier.detect(p).chip for p in {p for pair in pairs for p in pair}][:32])
     chips = np.concatenate([chips] * (32 // len(chips) + 1))[:32]
     verifier.embed_chips(chips)
     batch1 = timed(lambda: verifier.embed_chips(chips[:1]), 20)
     batch32 = timed(lambda: verifier.embed_chips(chips), 5)
     colds = [cold_start(*pairs[0]) for _ in range(args.repeats)]
+    xla_rows = xla_embedding(verifier, chips, args.repeats) if args.xla else []
 
     flip = " (with test-time flip: 2 forward passes per face)" if verifier.config.flip else ""
     m = statistics.median
@@ -101,10 +107,43 @@ def main() -> None:
     print(f"| speed-up of FaceReg over face_recognition | {m(theirs_ms) / m(ours_ms):.1f}x |")
     print("| inside `verify`: detect and align both / embed both / head | "
           + " / ".join(f"{m([t[k] for t in stages]):.1f}" for k in ("detect_align", "embed", "head")) + " ms |")
+    print(f"| FaceReg, the {len(pairs)} pairs in one `verify_many` call (as the app batches concurrent requests), "
+          f"a pair | {m(many_ms):.0f} ms |")
     print(f"| embedding alone, batch 1{flip} | {m(batch1):.1f} ms |")
     print(f"| embedding alone, batch 32{flip} | {m(batch32):.0f} ms ({m(batch32) / 32:.1f} ms per face) |")
     print(f"| cold start: `python` to first verification | {m([c[0] for c in colds]):.1f} s |")
     print(f"| peak memory (max RSS) of that verification process | {m([c[1] for c in colds]):.0f} MB |")
+    for row in xla_rows:
+        print(row)
+
+
+def xla_embedding(verifier: Verifier, chips: np.ndarray, repeats: int) -> list[str]:
+    """Table rows: the embedding network (one forward pass, no flip) as the Verifier compiles it and with XLA
+    (jit_compile, one compilation per batch size: the padded buckets it would need), per face, alternating."""
+    import tensorflow as tf
+
+    from trainer.networks import siamese_parts
+
+    embedding, _ = siamese_parts(verifier.model)
+    size = verifier.spec.input_size
+    plain = tf.function(lambda x: embedding(x, training=False),
+                        input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
+    xla = tf.function(lambda x: embedding(x, training=False), jit_compile=True)
+    rows = []
+    for batch in (4, 16):
+        x = tf.constant(verifier.spec.prepare(chips[:batch]))
+        start = time.perf_counter()
+        xla(x)
+        compile_s = time.perf_counter() - start
+        plain(x)
+        ours, theirs = [], []
+        for _ in range(5 * repeats):
+            ours += timed(lambda: plain(x).numpy(), 1)
+            theirs += timed(lambda: xla(x).numpy(), 1)
+        m = statistics.median
+        rows.append(f"| embedding, one pass, batch {batch}: compiled / XLA (first call {compile_s:.1f} s) | "
+                    f"{m(ours) / batch:.1f} / {m(theirs) / batch:.1f} ms per face |")
+    return rows
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import gradio as gr
 
-from space.capture import CATEGORIES
+from space.capture import CATEGORIES, CaptureStore
 from space.models import Models
 from space.state import fail, hub_token, image_path, log, secrets_of, user_errors
 from space.workspace import MB, Workspace, Workspaces
@@ -88,8 +88,9 @@ class Actions:
         workspace = self._workspace(request, profile)
         start = time.perf_counter()
         verifier = self._verifier(workspace, oauth_token)
-        with user_errors("Verification"):
-            result = verifier.verify(_contents(image1), _contents(image2), threshold=threshold, return_chips=True)
+        with user_errors("Verification"):  # the model's inference worker serves concurrent requests together
+            result = verifier.batcher().verify(_contents(image1), _contents(image2), threshold=threshold,
+                                               return_chips=True)
         elapsed_ms = 1000 * (time.perf_counter() - start)
         for warning in result["warnings"]:
             gr.Warning(warning)
@@ -104,14 +105,12 @@ class Actions:
         fresh = [(image, name) for image, name in zip(images, names) if not self._enrolled_path(workspace, image, name)]
         workspace.check_anchor_room(len(fresh))
         self.workspaces.make_room(CAPTURE_BYTES * len(fresh), keep=workspace)
-        detector = self.models.default().config.detector
         saved, problems = 0, []
         for image, name in fresh:
             try:
                 with user_errors("Enrolling"):
                     self._check_image(image, name)
-                    workspace.enrolled.save_face(image, "anchor", detector=detector, name=name,
-                                                 stem=_enrolled_stem(image, name))
+                    self._detect_and_save(workspace.enrolled, image, "anchor", name, _enrolled_stem(image, name))
                 saved += 1
             except gr.Error as exc:
                 problems.append(exc.message)
@@ -181,10 +180,11 @@ class Actions:
         with user_errors("Verification against anchors"):
             key = (id(verifier), tuple(p.name for p in files))
             cached = workspace.anchor_embeddings
-            anchor_set = cached[1] if cached and cached[0] == key else verifier.enroll([str(p) for p in files])
+            anchor_set = (cached[1] if cached and cached[0] == key  # on the inference worker, in turn with others
+                          else verifier.batcher().call(verifier.enroll, [str(p) for p in files]))
             workspace.anchor_embeddings = (key, anchor_set)
-            result = verifier.verify_against_anchors(
-                probe, anchor_set, detection_threshold=detection_threshold,
+            result = verifier.batcher().call(
+                verifier.verify_against_anchors, probe, anchor_set, detection_threshold=detection_threshold,
                 verification_threshold=verification_threshold)
         for warning in result["warnings"] + result["skipped_anchors"]:
             gr.Warning(warning)
@@ -198,13 +198,19 @@ class Actions:
         return verdict_markdown(result["is_match"], detail), rows, result
 
     # -- Capture -------------------------------------------------------------------------------------------------
+    def _detect_and_save(self, store: CaptureStore, image: Any, category: str, name: str,
+                         stem: Optional[str] = None) -> Any:
+        """Detect the face and save its crop, on the default model's inference worker (in turn with verifications)."""
+        verifier = self.models.default()
+        return verifier.batcher().call(store.save_face, image, category, detector=verifier.config.detector,
+                                       name=name, stem=stem)
+
     def _save(self, workspace: Workspace, image: Any, category: str, name: str) -> Path:
         with user_errors("Capture"):
             self._check_image(image, name)
             workspace.check_capture_room(1)
             self.workspaces.make_room(CAPTURE_BYTES, keep=workspace)
-            detector = self.models.default().config.detector
-            saved = workspace.captures.save_face(image, category, detector=detector, name=name)
+            saved = self._detect_and_save(workspace.captures, image, category, name)
         workspace.remove_leftovers()
         if saved.faces_found > 1:
             gr.Warning(f"{name}: {saved.faces_found} faces found; saved the largest")

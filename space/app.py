@@ -15,13 +15,16 @@ import gradio as gr  # noqa: E402
 
 from space.actions import Actions  # noqa: E402
 from space.capture import CATEGORIES  # noqa: E402
-from space.components import WEBCAM, face_image  # noqa: E402
+from space.components import WEBCAM, ChipImage, face_image  # noqa: E402
 from space.models import Models  # noqa: E402
 from space.state import on_space  # noqa: E402
 from space.workspace import Workspaces  # noqa: E402
 
 BACKBONE_CHOICES = ("dlib_resnet", "classic")  # trainer.networks.BACKBONES, without importing TensorFlow here
 INFERENCE = {"concurrency_id": "inference", "concurrency_limit": 4}
+# /verify handlers only decode their images and wait for the model's inference worker (trainer.serving), which
+# serves up to MAX_PAIRS waiting requests together: let that many and the next batch's reach it.
+VERIFY = {"concurrency_id": "verify", "concurrency_limit": 16}
 PRIVATE = {"api_visibility": "private"}
 CACHE_SWEEP_S = 300  # how often Gradio's copies of uploads and shown images are checked for age
 
@@ -68,8 +71,8 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
                                       info="Starts at the model's tuned threshold")
                 verify_button = gr.Button("Verify", variant="primary", elem_id="verify-button")
                 with gr.Row():
-                    chip1 = gr.Image(label="Aligned face 1", interactive=False, height=170, buttons=[])
-                    chip2 = gr.Image(label="Aligned face 2", interactive=False, height=170, buttons=[])
+                    chip1 = ChipImage("Aligned face 1", height=170, buttons=[])
+                    chip2 = ChipImage("Aligned face 2", height=170, buttons=[])
                     with gr.Column():
                         verdict = gr.Markdown(elem_id="verdict")
                         score = gr.Number(label="Score", interactive=False, precision=4)
@@ -156,7 +159,7 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
                     refresh_button = gr.Button("Refresh")
 
         verify_button.click(actions.verify, [image1, image2, threshold],
-                            [chip1, chip2, verdict, score, elapsed, details], api_name="verify", **INFERENCE)
+                            [chip1, chip2, verdict, score, elapsed, details], api_name="verify", **VERIFY)
 
         anchors_view = [anchors_line, anchors_gallery]
         enrolled = enroll_button.click(actions.enroll_anchors, anchor_uploads, [*anchors_view, anchor_uploads],

@@ -1,6 +1,9 @@
 """Gradio components tuned for FaceReg (same front end as Gradio's own)."""
 from __future__ import annotations
 
+import os
+import uuid
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -31,3 +34,34 @@ def face_image(label: str, *, webcam: bool = True, **kwargs: Any) -> FaceImage:
     """An image input taking uploads and (unmirrored) webcam pictures, passed on as a file path."""
     sources = ["upload", "webcam"] if webcam else ["upload"]
     return FaceImage(label=label, sources=sources, type="filepath", webcam_options=WEBCAM, **kwargs)
+
+
+class ChipImage(gr.Image):
+    """An output `gr.Image` for aligned face chips: small JPEGs, written to Gradio's cache atomically.
+
+    Gradio names a cached image by a hash of its bytes and rewrites the file in place each time (truncate, then
+    write), so two visitors shown the same chip at once (the same photo, an example) could download a half-written
+    file. Here the bytes go to a unique temporary name in the same folder and are renamed into place: a reader sees
+    the whole file or none.
+    """
+
+    is_template = True  # rendered by the front end's own Image component
+
+    def __init__(self, label: str, **kwargs: Any) -> None:
+        super().__init__(label=label, interactive=False, format="jpeg", **kwargs)
+
+    def postprocess(self, value: Any) -> Any:
+        """Save an array as a JPEG in the cache (atomically), then let gr.Image describe the file."""
+        if value is not None and not isinstance(value, (str, Path)):
+            from gradio.processing_utils import encode_pil_to_bytes, hash_bytes
+            from PIL import Image
+
+            data = encode_pil_to_bytes(Image.fromarray(value), "jpeg")
+            folder = Path(self.GRADIO_CACHE) / hash_bytes(data)
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / "chip.jpeg"
+            partial = folder / f".chip-{uuid.uuid4().hex}.part"
+            partial.write_bytes(data)
+            os.replace(partial, path)
+            value = str(path.resolve())
+        return super().postprocess(value)

@@ -95,15 +95,11 @@ class Models:
             return self._default
 
     def warm_up(self) -> None:
-        """Load the default model and trace its embedding and detection once, so the first request is fast."""
-        import numpy as np
+        """Size TensorFlow's threads, load the default model and trace its networks once, so the first request is fast."""
+        from trainer.serving import configure_cpu, warm_up
 
-        from trainer import face_locations
-
-        verifier = self.default()
-        size = verifier.spec.input_size
-        verifier.embed_chips(np.zeros((1, size, size, 3), np.uint8))
-        face_locations(np.random.default_rng(0).integers(0, 255, (240, 320, 3), np.uint8), verifier.config.detector)
+        configure_cpu()
+        warm_up(self.default())
 
     def threshold_hint(self) -> float | None:
         """The default model's threshold without loading it: from its config file, or None for a Hub repo."""

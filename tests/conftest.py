@@ -17,6 +17,17 @@ LFW_SKIP_REASON = (
 needs_lfw = pytest.mark.skipif(not (LFW_DIR / "images").is_dir(), reason=LFW_SKIP_REASON)
 
 
+# Distinct real pairs, genuine and impostor (person, image number), for tests that verify several pairs at once.
+LFW_PAIRS = [
+    (("Colin_Powell", 1), ("Colin_Powell", 2)),
+    (("Colin_Powell", 3), ("Tony_Blair", 1)),
+    (("Tony_Blair", 2), ("Tony_Blair", 3)),
+    (("George_W_Bush", 1), ("George_W_Bush", 2)),
+    (("Gerhard_Schroeder", 1), ("Donald_Rumsfeld", 1)),
+    (("Ariel_Sharon", 1), ("Ariel_Sharon", 2)),
+]
+
+
 def lfw_image(name: str, n: int) -> Path:
     """Path of LFW image number n of a person."""
     return LFW_DIR / "images" / name / f"{name}_{n:04d}.jpg"

@@ -22,6 +22,7 @@ _EXPORTS = {
     "model_io": ["ModelConfig", "load_model_dir", "save_model_dir", "export_saved_model"],
     "default_model": ["export_default"],
     "verify": ["Verifier", "AnchorSet"],
+    "serving": ["BatchedVerifier", "configure_cpu"],
     "evaluate": ["read_pairs_tsv", "read_lfw_pairs", "verification_report", "threshold_sweep"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

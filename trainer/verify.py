@@ -2,20 +2,25 @@
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import NoFaceError
+from .errors import FaceRegError, NoFaceError
 from .faces import DETECT_BATCH, Face, FaceChip, face_locations_batch, pick_face
 from .images import load_image
 from .model_io import ModelConfig, load_model_dir
 from .networks import backbone_spec, siamese_parts
 
+if TYPE_CHECKING:
+    from .serving import BatchedVerifier
+
 BATCH_SIZE = 32
+_BATCHER_LOCK = threading.Lock()
 
 
 def _name_of(source: Any, default: str) -> str:
@@ -62,6 +67,7 @@ class Verifier:
 
         self._embed_fn: Callable = embed
         self._score_fn: Callable = score
+        self._batcher: BatchedVerifier | None = None
 
     @classmethod
     def from_dir(cls, path: str | Path) -> "Verifier":
@@ -81,6 +87,16 @@ class Verifier:
     def default(cls) -> "Verifier":
         """The embedded default model (pretrained backbone + the head trained on LFW View 1), loaded once."""
         return _default_verifier()
+
+    def batcher(self) -> "BatchedVerifier":
+        """This model's inference worker (made on first use, one per Verifier): verify from many threads at once,
+        concurrent requests sharing detection and embedding calls (see trainer.serving)."""
+        from .serving import BatchedVerifier
+
+        with _BATCHER_LOCK:
+            if self._batcher is None:
+                self._batcher = BatchedVerifier(self)
+            return self._batcher
 
     @property
     def threshold(self) -> float:
@@ -141,32 +157,82 @@ class Verifier:
 
     def verify(self, img1: Any, img2: Any, threshold: float | None = None, return_chips: bool = False) -> dict:
         """Are these two faces the same person? The original design's contract plus boxes and timing."""
-        threshold = self.threshold if threshold is None else float(threshold)
-        start = time.perf_counter()
-        found = self.detect_many([img1, img2], ["image 1", "image 2"])
-        detected = time.perf_counter()
-        embeddings = self.embed_chips(np.stack([f.chip for f in found]))
-        embedded = time.perf_counter()
-        score = float(self.score(embeddings[:1], embeddings[1:])[0])
-        done = time.perf_counter()
-        result = {
-            "is_match": score >= threshold,
-            "score": score,
-            "threshold": threshold,
-            "distance": float(np.linalg.norm(embeddings[0] - embeddings[1])),
-            "faces": [_face_info(f) for f in found],
-            "warnings": _warnings(found, [_name_of(img1, "image 1"), _name_of(img2, "image 2")]),
-            "backbone": self.config.backbone,
-            "timing_ms": {
-                "detect_align": 1000 * (detected - start),
-                "embed": 1000 * (embedded - detected),
-                "head": 1000 * (done - embedded),
-                "total": 1000 * (done - start),
-            },
-        }
-        if return_chips:
-            result["chips"] = [f.chip for f in found]
+        result = self.verify_many([(img1, img2)], threshold, return_chips)[0]
+        if isinstance(result, Exception):
+            raise result
         return result
+
+    def verify_many(
+        self,
+        pairs: Sequence[tuple[Any, Any]],
+        threshold: float | None | Sequence[float | None] = None,
+        return_chips: bool = False,
+    ) -> list[dict | FaceRegError]:
+        """Verify several pairs in one pass: one detection pass over all images (same-size images share MTCNN
+        calls), one embedding call for all faces, one head call for all pairs.
+
+        Each entry is that pair's result, as `verify` returns it, or the FaceRegError it raised (unreadable image,
+        no face): one bad pair does not fail the others. `threshold` is one value or one per pair.
+        """
+        thresholds = list(threshold) if isinstance(threshold, Sequence) else [threshold] * len(pairs)
+        requests: list[PairRequest | FaceRegError] = []
+        for (img1, img2), cut in zip(pairs, thresholds):
+            try:
+                requests.append(PairRequest.decode(img1, img2, cut, return_chips))
+            except FaceRegError as exc:
+                requests.append(exc)
+        results: list[dict | FaceRegError] = list(requests)  # type: ignore[arg-type]
+        ready = [i for i, request in enumerate(requests) if isinstance(request, PairRequest)]
+        for i, result in zip(ready, self.verify_decoded([requests[i] for i in ready])):  # type: ignore[misc]
+            results[i] = result
+        return results
+
+    def verify_decoded(self, requests: Sequence["PairRequest"]) -> list[dict | FaceRegError]:
+        """`verify_many` on pairs already decoded (PairRequest.decode): the batched core behind every verification."""
+        start = time.perf_counter()
+        pixels = [image for request in requests for image in request.pixels]
+        faces = face_locations_batch(pixels, self.config.detector) if pixels else []
+        found: list[list[FaceChip] | FaceRegError] = []
+        for i, request in enumerate(requests):
+            try:
+                found.append([
+                    pick_face(image, image_faces, self.spec.input_size, name)
+                    for image, image_faces, name in zip(request.pixels, faces[2 * i : 2 * i + 2], request.names)
+                ])
+            except FaceRegError as exc:
+                found.append(exc)
+        detected = time.perf_counter()
+        ok = [i for i, f in enumerate(found) if not isinstance(f, FaceRegError)]
+        chips = [chip.chip for i in ok for chip in found[i]]  # type: ignore[union-attr]
+        embeddings = self.embed_chips(np.stack(chips)) if chips else np.zeros((0, self.spec.embedding_dim))
+        embedded = time.perf_counter()
+        scores = self.score(embeddings[0::2], embeddings[1::2]) if chips else np.zeros(0)
+        done = time.perf_counter()
+        timing = {
+            "detect_align": 1000 * (detected - start),
+            "embed": 1000 * (embedded - detected),
+            "head": 1000 * (done - embedded),
+            "total": 1000 * (done - start),
+        }
+        results: list[dict | FaceRegError] = list(found)  # type: ignore[arg-type]
+        for k, i in enumerate(ok):
+            request, pair = requests[i], found[i]
+            threshold = self.threshold if request.threshold is None else float(request.threshold)
+            score = float(scores[k])
+            result = {
+                "is_match": score >= threshold,
+                "score": score,
+                "threshold": threshold,
+                "distance": float(np.linalg.norm(embeddings[2 * k] - embeddings[2 * k + 1])),
+                "faces": [_face_info(f) for f in pair],
+                "warnings": _warnings(pair, request.names),
+                "backbone": self.config.backbone,
+                "timing_ms": dict(timing, pairs_in_batch=len(requests)) if len(requests) > 1 else dict(timing),
+            }
+            if request.return_chips:
+                result["chips"] = [f.chip for f in pair]
+            results[i] = result
+        return results
 
     def enroll(self, anchors: Sequence[Any]) -> AnchorSet:
         """Embed anchor images once; images without a face are skipped and listed."""
@@ -214,6 +280,22 @@ class Verifier:
             "warnings": _warnings([found], [_name_of(probe, "probe")]),
             "timing_ms": {"total": 1000 * (time.perf_counter() - start)},
         }
+
+
+@dataclass
+class PairRequest:
+    """One pair to verify, decoded: its pixels, the names its errors and warnings use, its threshold."""
+
+    pixels: tuple[np.ndarray, np.ndarray]
+    names: tuple[str, str]
+    threshold: float | None = None
+    return_chips: bool = False
+
+    @classmethod
+    def decode(cls, img1: Any, img2: Any, threshold: float | None = None, return_chips: bool = False) -> "PairRequest":
+        """Decode both images (ImageDecodeError names the one that fails)."""
+        names = (_name_of(img1, "image 1"), _name_of(img2, "image 2"))
+        return cls((load_image(img1, name=names[0]), load_image(img2, name=names[1])), names, threshold, return_chips)
 
 
 def _face_info(found: FaceChip) -> dict:

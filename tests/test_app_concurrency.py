@@ -1,0 +1,90 @@
+"""Concurrent visitors through `gradio_client`: each gets the answer `Verifier.verify` gives its pair alone."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from tests.conftest import LFW_PAIRS as PAIRS
+from tests.conftest import lfw_image, needs_lfw
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+pytestmark = needs_lfw
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """The app, launched in this process on a free port."""
+    from space.testing import running_app
+
+    with running_app(tmp_path_factory.mktemp("app")) as running:
+        yield running
+
+
+def test_concurrent_verify_calls_each_get_their_own_answer(app):
+    verifier = app.models.default()
+    alone = [verifier.verify(*(lfw_image(*who) for who in pair)) for pair in PAIRS]
+    threshold = round(verifier.threshold, 3)
+    clients = [Client(app.url, verbose=False) for _ in PAIRS]
+    answers: dict[int, dict] = {}
+    start = threading.Barrier(len(PAIRS))
+
+    def visit(i: int) -> None:
+        files = [handle_file(str(lfw_image(*who))) for who in PAIRS[i]]
+        start.wait()
+        answers[i] = clients[i].predict(*files, threshold, api_name="/verify")[-1]
+
+    threads = [threading.Thread(target=visit, args=(i,)) for i in range(len(PAIRS))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert sorted(answers) == list(range(len(PAIRS)))
+    for i, expected in enumerate(alone):
+        got = answers[i]
+        assert got["score"] == pytest.approx(expected["score"], abs=1e-4)
+        assert got["is_match"] == (expected["score"] >= threshold)
+        assert got["faces"] == expected["faces"] or all(
+            abs(a - b) <= 1 for f, g in zip(got["faces"], expected["faces"]) for a, b in zip(f["box"], g["box"])
+        )
+        assert got["timing_ms"]["queued"] >= 0  # served by the model's inference worker
+    assert sum(verifier.batcher().batches) >= len(PAIRS)
+
+
+def test_a_chip_shown_to_many_at_once_is_never_read_half_written(tmp_path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from space.components import ChipImage
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    chip = np.asarray(Image.open(lfw_image("Colin_Powell", 1)).resize((150, 150)))
+    component = ChipImage("chip")
+    component.GRADIO_CACHE = str(tmp_path)
+    path = component.postprocess(chip).path
+    size = len(open(path, "rb").read())
+    sizes: list[int] = []
+    done = threading.Event()
+
+    def write() -> None:
+        for _ in range(200):
+            assert component.postprocess(chip).path == path
+
+    def read() -> None:
+        while not done.is_set():
+            sizes.append(len(open(path, "rb").read()))
+
+    writers = [threading.Thread(target=write) for _ in range(4)]
+    reader = threading.Thread(target=read)
+    reader.start()
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    done.set()
+    reader.join()
+    assert sizes and set(sizes) == {size}
+    assert Image.open(path).format == "JPEG" and Image.open(path).size == (150, 150)
+    assert not list(tmp_path.rglob("*.part"))

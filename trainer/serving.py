@@ -1,0 +1,196 @@
+"""Serving many callers at once: one inference worker per `Verifier` batches concurrent verifications.
+
+Many threads (an app's request handlers) call `BatchedVerifier.verify`. Each call decodes its two images in its own
+thread, then hands them to the verifier's worker thread, the only thread that runs its networks. Whatever requests
+are waiting when the worker becomes free are served together by `Verifier.verify_decoded`: one detection pass over
+all their images (same-size images share MTCNN calls), one embedding call for all the faces and one head call for
+all the pairs. A lone request is served at once (the worker never waits for company), so one caller pays only for
+the networks; under load, requests queue while the worker is busy and the next batch takes them all.
+
+    from trainer import Verifier
+    batched = Verifier.default().batcher()       # one per Verifier, made on first use
+    result = batched.verify("a.jpg", "b.jpg")    # from any thread: the same result as Verifier.verify
+
+The worker thread ends after `IDLE_EXIT_S` seconds without requests and starts again on the next one, so a
+`Verifier` that is no longer used (the app switched models) is not kept alive by its worker.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import os
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
+if TYPE_CHECKING:
+    from .verify import PairRequest, Verifier
+
+T = TypeVar("T")
+MAX_PAIRS = 8  # pairs served together at most: 16 images detected at once bounds the memory a batch holds
+IDLE_EXIT_S = 30.0
+# Held by whichever worker runs networks: with several Verifiers in one process (an app's default model and its
+# visitors' own), their workers take turns, each batch running on all the cores, instead of splitting the cores.
+NETWORKS_LOCK = threading.Lock()
+
+
+@dataclass
+class _Job:
+    """A verification to batch (request), or any other work for the networks (call), and its caller's future."""
+
+    request: PairRequest | None = None
+    call: Callable[[], Any] | None = None
+    future: Future = field(default_factory=Future)
+    queued: float = field(default_factory=time.perf_counter)
+
+
+class BatchedVerifier:
+    """Verify pairs for many threads at once through one worker thread that owns a Verifier's networks."""
+
+    def __init__(self, verifier: Verifier, max_pairs: int = MAX_PAIRS, idle_exit_s: float = IDLE_EXIT_S) -> None:
+        self.verifier = verifier
+        self.max_pairs = max(1, int(max_pairs))
+        self.idle_exit_s = idle_exit_s
+        self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self.batches: list[int] = []  # size of each batch served, most recent last (the last 1000)
+
+    def verify(self, img1: Any, img2: Any, threshold: float | None = None, return_chips: bool = False) -> dict:
+        """`Verifier.verify`, served with whatever other requests are waiting; safe to call from many threads."""
+        from .verify import PairRequest
+
+        start = time.perf_counter()
+        job = _Job(PairRequest.decode(img1, img2, threshold, return_chips))  # decoding errors raise here
+        self._submit(job)
+        result = job.future.result()
+        if isinstance(result, Exception):
+            raise result
+        result["timing_ms"]["total"] = 1000 * (time.perf_counter() - start)
+        return result
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run other work on this model's networks (anchors, capture detection...) on the worker thread, between
+        batches, so that it does not compete with verifications for the CPU; its result or exception comes back."""
+        job = _Job(call=functools.partial(fn, *args, **kwargs))
+        self._submit(job)
+        result = job.future.result()
+        if isinstance(result, _Raised):
+            raise result.error
+        return result
+
+    def _submit(self, job: _Job) -> None:
+        self._queue.put(job)
+        with self._lock:
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._run, name="facereg-inference", daemon=True)
+                self._worker.start()
+
+    def _run(self) -> None:
+        """The worker: take every waiting verification (up to max_pairs), serve them together, repeat; other work
+        runs in its turn; exit when idle."""
+        held: _Job | None = None  # a call met while gathering a batch: it runs after that batch
+        while True:
+            if held is not None:
+                job, held = held, None
+            else:
+                try:
+                    job = self._queue.get(timeout=self.idle_exit_s)
+                except queue.Empty:
+                    with self._lock:  # a request submitted meanwhile is seen here, or starts a new worker
+                        if self._queue.empty():
+                            self._worker = None
+                            return
+                    continue
+            if job.call is not None:
+                self._run_call(job)
+                continue
+            jobs = [job]
+            while len(jobs) < self.max_pairs:
+                try:
+                    waiting = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if waiting.call is not None:
+                    held = waiting
+                    break
+                jobs.append(waiting)
+            self._serve(jobs)
+
+    @staticmethod
+    def _run_call(job: _Job) -> None:
+        try:
+            with NETWORKS_LOCK:
+                result = job.call()  # type: ignore[misc]
+            job.future.set_result(result)
+        except Exception as exc:  # noqa: BLE001 - raised again in the caller's thread
+            job.future.set_result(_Raised(exc))
+
+    def _serve(self, jobs: list[_Job]) -> None:
+        started = time.perf_counter()
+        self.batches = [*self.batches[-999:], len(jobs)]
+        try:
+            with NETWORKS_LOCK:
+                results: list[Any] = self.verifier.verify_decoded([job.request for job in jobs])  # type: ignore[misc]
+        except Exception as exc:  # noqa: BLE001 - a failure of the batch goes to each of its callers
+            results = [exc] * len(jobs)
+        for job, result in zip(jobs, results):
+            if isinstance(result, dict):
+                result["timing_ms"]["queued"] = 1000 * (started - job.queued)
+            job.future.set_result(result)
+
+
+@dataclass
+class _Raised:
+    error: Exception
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may use: those it may run on, capped by a cgroup CPU quota (a container limited to 2
+    CPUs on a bigger host, as a Space is, still sees all the host's CPUs)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cpus
+
+
+def configure_cpu(intra_op: int | None = None, inter_op: int | None = None) -> tuple[int, int]:
+    """Size TensorFlow's thread pools for one inference worker: `intra_op` threads inside an operation (default:
+    the usable CPUs) and `inter_op` operations side by side (default: the usable CPUs).
+
+    Must run before TensorFlow executes its first operation; once it runs, its settings stay and are returned.
+    """
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op or usable_cpus())
+        tf.config.threading.set_inter_op_parallelism_threads(inter_op or usable_cpus())
+    except RuntimeError:  # TensorFlow is already running: keep its settings
+        pass
+    return (tf.config.threading.get_intra_op_parallelism_threads(),
+            tf.config.threading.get_inter_op_parallelism_threads())
+
+
+def warm_up(verifier: Verifier) -> None:
+    """Trace every compiled function a verification runs (MTCNN's three networks, the embedding, the head) once,
+    ahead of the first request, on blank inputs."""
+    import numpy as np
+
+    from .faces import _mtcnn, face_locations
+
+    size, dim = verifier.spec.input_size, verifier.spec.embedding_dim
+    verifier.embed_chips(np.zeros((1, size, size, 3), np.uint8))
+    verifier.score(np.zeros((1, dim), np.float32), np.zeros((1, dim), np.float32))
+    if verifier.config.detector == "mtcnn":
+        face_locations(np.zeros((240, 320, 3), np.uint8))  # PNet over the pyramid
+        for stage in _mtcnn().stages[1:]:  # RNet and ONet run only on PNet's proposals: trace them directly
+            side = {2: 24, 3: 48}[stage.id]
+            stage._model(np.zeros((1, side, side, 3), np.float32))
