@@ -9,9 +9,12 @@ Run from the repo root:  python -m benchmarks.bench_app [--duration 60] [--clien
    correct /verify answer.
 4. Load: for each client count, that many `gradio_client` clients in threads call /verify back to back for
    `--duration` seconds, every request on a different LFW pair (a shared counter walks through the pairs).
-5. Soak: 8 clients for `--soak` seconds; the server's resident memory (RSS, from /proc, sampled every 0.5 s) at the
+5. Training: one visitor captures a small dataset of LFW faces into their workspace and trains on it (/train,
+   `--train-epochs`); meanwhile another visitor calls /verify back to back. Its latency is printed beside the
+   1-client run (training is one job at a time for the whole app; verification must stay responsive).
+6. Soak: 8 clients for `--soak` seconds; the server's resident memory (RSS, from /proc, sampled every 0.5 s) at the
    start and the end of that run.
-6. Single stream again, after the server has stopped (the machine's speed drifts; both are printed).
+7. Single stream again, after the server has stopped (the machine's speed drifts; both are printed).
 
 Prints markdown tables; exits non-zero if any request failed. A pair where the app rightly answers "no face"
 (a few LFW images defeat MTCNN) is counted as answered, in its own column.
@@ -221,6 +224,42 @@ def load(url: str, clients: int, duration: float, pairs: Pairs, threshold: float
     return row
 
 
+TRAIN_PEOPLE = ("Colin_Powell", "Tony_Blair", "Donald_Rumsfeld", "Gerhard_Schroeder", "Ariel_Sharon", "Hugo_Chavez")
+
+
+def during_training(url: str, pairs: Pairs, threshold: float, epochs: int) -> tuple[Row, float]:
+    """/verify back to back from one client while another visitor's training run goes on; and the run's seconds."""
+    from gradio_client import Client, handle_file
+
+    from tests.conftest import lfw_image
+
+    trainer = Client(url, verbose=False, **CLIENT_OPTIONS)
+    faces = {"anchor": [lfw_image(TRAIN_PEOPLE[0], n) for n in range(1, 9)],
+             "positive": [lfw_image(TRAIN_PEOPLE[0], n) for n in range(9, 17)],
+             "negative": [lfw_image(p, n) for p in TRAIN_PEOPLE[1:] for n in (1, 2)]}
+    for category, files in faces.items():
+        trainer.predict([handle_file(str(f)) for f in files], category, api_name="/capture")
+    started = time.monotonic()
+    job = trainer.submit("local", "dlib_resnet", epochs, api_name="/train")
+    row = Row(1, 0.0)
+    client = Client(url, verbose=False, **CLIENT_OPTIONS)
+    while not job.done():
+        pair = pairs.take()
+        start = time.perf_counter()
+        try:
+            client.predict(*(handle_file(str(p)) for p in pair), threshold, api_name="/verify")
+            row.latencies.append(1000 * (time.perf_counter() - start))
+        except Exception as exc:  # noqa: BLE001 - counted and reported
+            if "no face" in str(exc):
+                row.no_face += 1
+            else:
+                row.errors.append(f"{type(exc).__name__}: {exc}")
+    seconds = time.monotonic() - started
+    job.result()  # raises if the training run failed
+    row.duration = seconds
+    return row, seconds
+
+
 def load_average() -> str:
     """The 1-minute load average, for the record."""
     return f"{os.getloadavg()[0]:.1f}"
@@ -233,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--soak", type=float, default=300.0, help="seconds of the 8-client memory run (0: none)")
     parser.add_argument("--single", type=int, default=40, help="pairs for each single-stream measurement")
+    parser.add_argument("--train-epochs", type=int, default=30,
+                        help="epochs of the training run /verify is measured during (0: no training run)")
     parser.add_argument("--model-dir", help="a FaceReg model folder instead of the embedded default")
     parser.add_argument("--stock-client", action="store_true", help="gradio_client as it comes (a TLS context a call)")
     args = parser.parse_args(argv)
@@ -250,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     rows: list[Row] = []
+    training: tuple[Row, float] | None = None
     with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
         started = time.monotonic()
         server = start_server(port, Path(tmp), args.model_dir)
@@ -267,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
                 loads.append(load_average())
                 for error in sorted(set(row.errors))[:3]:
                     print(f"error with {clients} clients: {error}", file=sys.stderr)
+                if clients == 1 and training is None and args.train_epochs > 0:
+                    training = during_training(url, pairs, threshold, args.train_epochs)
+                    loads.append(load_average())
         finally:
             sampler.stop()
             server.terminate()
@@ -307,10 +352,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nServer RSS over the {args.soak:.0f} s soak at 0, 1/4, 1/2, 3/4 and the end: "
               + " / ".join(f"{v:.0f}" for v in marks) + " MiB")
     one = next((r for r in rows if r.clients == 1 and r.latencies), None)
+    if one and training and training[0].latencies:
+        during, seconds = training
+        print(f"\n| /verify, 1 client | requests | errors | median ms | p95 ms |\n|---|---:|---:|---:|---:|\n"
+              f"| no training | {len(one.latencies)} | {len(one.errors)} | {m(one.latencies):.0f} | "
+              f"{percentile(one.latencies, 95):.0f} |\n"
+              f"| while another visitor trains ({args.train_epochs} epochs, {seconds:.0f} s) | "
+              f"{len(during.latencies)} | {len(during.errors)} | {m(during.latencies):.0f} | "
+              f"{percentile(during.latencies, 95):.0f} |")
     if one:
         print(f"\n1 client: median {m(one.latencies):.0f} ms = {m(one.latencies) / single_ms:.2f}x the in-process "
               f"`Verifier.verify` ({single_ms:.0f} ms)")
-    return 1 if any(row.errors for row in rows) else 0
+    failed = any(row.errors for row in rows) or bool(training and training[0].errors)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

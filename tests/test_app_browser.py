@@ -143,7 +143,8 @@ def upload_captures(page, category: str, files: list[Path]) -> None:
     page.locator("#category").get_by_text(category).click()
     page.locator("#capture-uploads input[type=file]").set_input_files([str(f) for f in files])
     page.locator("#capture-add").click()
-    page.wait_for_function(f"document.querySelector('#capture-status').innerText.includes('Saved {len(files)}')")
+    page.wait_for_function(
+        f"document.querySelector('#capture-status').innerText.includes('Saved {len(files)} {category}')")
 
 
 def workspace_count(app) -> dict[str, int]:
