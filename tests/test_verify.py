@@ -107,3 +107,12 @@ def test_model_folder_round_trip_gives_identical_scores(verifier, tmp_path):
     loaded = Verifier.from_dir(tmp_path / "model")
     pair = (lfw_image("Colin_Powell", 1), lfw_image("Colin_Powell", 2))
     assert loaded.verify(*pair)["score"] == pytest.approx(verifier.verify(*pair)["score"], abs=1e-6)
+
+
+def test_low_confidence_face_is_verified_with_a_warning(verifier):
+    # ONet scores this clear face about 0.83, below the 0.9 bar: it is used, and the result says so.
+    result = verifier.verify(lfw_image("Princess_Elisabeth", 1), lfw_image("Colin_Powell", 1))
+    assert result["faces"][0]["low_confidence"] is True and result["faces"][1]["low_confidence"] is False
+    assert result["faces"][0]["confidence"] < 0.9
+    assert any("face found with low confidence" in w for w in result["warnings"])
+    assert result["is_match"] is False

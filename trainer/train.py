@@ -260,7 +260,8 @@ def train(
         else:
             from .default_model import load_default_model
 
-            siamese, config = load_default_model()
+            # Personalisation may weigh each embedding component (a free head), starting from the default head.
+            siamese, config = load_default_model(head="free")
         verifier = Verifier(siamese, config)
         if mode == "head":
             report(0.4, f"embedding {len(train_faces)} training and {len(val_faces)} validation faces")
