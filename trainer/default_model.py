@@ -32,18 +32,24 @@ HEAD_KIND, HEAD_PENALTY = "tied_squared", 0.0
 # Test-time flip: it raises the backbone distance's accuracy on DevTrain itself (98.86 -> 99.18 %,
 # `python -m benchmarks.view1_choices`), so it no longer waits for DevTest to decide.
 HEAD_FLIP = True
+# Personalisation (`train`, head only) frees the head's weights, pulled toward the default's equal ones with the
+# strength the previous head's L2 penalty had (not measured anew: see README, Personalisation).
+PERSONAL_PENALTY = HEAD_L2
 
 
 def load_default_model(head_file: Path = HEAD_FILE, head: str | None = None) -> tuple[keras.Model, ModelConfig]:
     """Build the default Siamese model and its config from the pretrained backbone and head.json.
 
-    head: what the head may learn from here on (networks.HEADS), starting from the saved weights; default: the
-    saved head's own kind (personalisation passes "free", so that a user's pairs can weigh the components).
+    head: what the head may learn from here on (networks.HEADS), over the saved head's components and starting
+    from its weights; default: the saved head's own kind. Personalisation passes "uniform" (PERSONAL_PENALTY), so
+    that a user's pairs can weigh the components, pulled toward the default's equal weights.
     """
     saved = json.loads(head_file.read_text())
-    head_kind = head or saved.get("head", "free")
-    penalty = saved.get("penalty", HEAD_L2) if head_kind == saved.get("head", "free") else HEAD_L2
-    model = build_siamese(build_embedding(saved["backbone"]), head=head_kind, penalty=penalty)
+    saved_kind = saved.get("head", "free")
+    head_kind = head or saved_kind
+    penalty = saved.get("penalty", HEAD_L2) if head_kind == saved_kind else PERSONAL_PENALTY
+    power = 2 if saved_kind == "tied_squared" else 1
+    model = build_siamese(build_embedding(saved["backbone"]), head=head_kind, penalty=penalty, power=power)
     _, head = siamese_parts(model)
     head.set_weights([np.asarray(saved["kernel"], np.float32)[:, None], np.asarray([saved["bias"]], np.float32)])
     config = ModelConfig(

@@ -141,10 +141,13 @@ class TowardUniform(keras.regularizers.Regularizer):
 HEADS = ("free", "tied", "uniform", "tied_squared")
 
 
-def build_siamese(embedding: keras.Model, name: str = "siamese", head: str = "free", penalty: float = HEAD_L2) -> keras.Model:
+def build_siamese(
+    embedding: keras.Model, name: str = "siamese", head: str = "free", penalty: float = HEAD_L2, power: int | None = None
+) -> keras.Model:
     """Two inputs, one shared embedding, L1 distance and a Dense(1, sigmoid) similarity head.
 
-    head: "free", "tied" or "uniform" (see HEADS); penalty: the L2 weight of "free", the strength of "uniform".
+    head: one of HEADS; penalty: the L2 weight of "free", the strength of "uniform"; power: of the L1 layer's
+    components (default: 2 for "tied_squared", else 1).
     """
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; known heads: {', '.join(HEADS)}")
@@ -153,7 +156,7 @@ def build_siamese(embedding: keras.Model, name: str = "siamese", head: str = "fr
     other = keras.Input(shape, name="other")
     if embedding.name != "embedding":
         embedding = keras.Model(embedding.input, embedding.output, name="embedding")
-    power = 2 if head == "tied_squared" else 1
+    power = power or (2 if head == "tied_squared" else 1)
     distance = L1Distance(power=power, name="l1_distance")([embedding(anchor), embedding(other)])
     tied = {"kernel_constraint": TiedKernel(), "kernel_initializer": "zeros"}
     options = {
