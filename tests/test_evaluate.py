@@ -10,6 +10,7 @@ from trainer.evaluate import (
     best_accuracy_threshold,
     equal_error_rate,
     kfold_accuracy,
+    operating_point,
     read_lfw_pairs,
     read_pairs_tsv,
     tar_at_far,
@@ -60,6 +61,21 @@ def test_report_metrics_agree_with_definitions():
     accepted = report["true_accepts"] + report["false_accepts"]
     assert report["true_accepts"] == np.sum(predicted & labels) and accepted == np.sum(predicted)
     assert report["precision"] == pytest.approx(report["true_accepts"] / accepted)
+
+
+def test_operating_point_counts_accepted_impostors_and_genuine_pairs():
+    scores = np.array([0.1, 0.4, 0.6, 0.9, 0.3, 0.55, 0.7, 0.95])
+    labels = np.array([False, False, False, False, True, True, True, True])
+    assert operating_point(scores, labels, 0.5) == {"far_at_threshold": 0.5, "tar_at_threshold": 0.75}
+    assert operating_point(scores, labels, 0.6) == {"far_at_threshold": 0.5, "tar_at_threshold": 0.5}  # >= accepts
+    assert operating_point(scores, labels, 1.0) == {"far_at_threshold": 0.0, "tar_at_threshold": 0.0}
+    # verification_report carries the operating point of its threshold, and it agrees with TAR at FAR.
+    random_scores, random_labels = _scores(separation=2.5)
+    report = verification_report(random_scores, random_labels, threshold=1.2)
+    assert report["far_at_threshold"] == pytest.approx(np.mean(random_scores[~random_labels] >= 1.2))
+    assert report["tar_at_threshold"] <= tar_at_far(random_scores, random_labels, report["far_at_threshold"])
+    with pytest.raises(ValueError, match="both genuine and impostor"):
+        operating_point(scores[:4], labels[:4], 0.5)
 
 
 def test_tar_at_far_and_eer_on_perfect_scores():

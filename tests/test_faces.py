@@ -192,3 +192,31 @@ def test_larger_min_face_size_finds_the_same_faces(lfw_faces: list[np.ndarray]) 
         assert np.abs(fine.landmarks - coarse.landmarks).max() < 6  # same face; landmarks within a few px
     tiny = cv2.resize(lfw_faces[0], (30, 30), interpolation=cv2.INTER_AREA)
     assert face_locations(tiny, min_face_size=40) == []  # smaller than the minimum face: no pyramid, no error
+
+
+# Princess_Elisabeth 1 (a child's face, tilted) is a clear face that MTCNN's ONet scores about 0.83: below the
+# confidence bar, above the floor.
+LOW_CONFIDENCE_FACE = ("Princess_Elisabeth", 1)
+
+
+def test_face_below_the_bar_is_used_and_flagged(lfw_dir: Path) -> None:
+    image = load_image(lfw_image(*LOW_CONFIDENCE_FACE))
+    assert face_locations(image, floor=None) == []  # what detection gave before the fallback
+    found = face_locations(image)
+    assert len(found) == 1 and found[0].low_confidence
+    assert faces.LOW_CONFIDENCE_FLOOR <= found[0].confidence < faces.MIN_CONFIDENCE
+    x, y, w, h = found[0].box
+    assert abs(x + w / 2 - 125) < 40 and abs(y + h / 2 - 125) < 40  # LFW's centred subject
+    chip = extract_face(image, 150)
+    assert chip.faces_found == 1 and chip.face.low_confidence
+
+
+def test_the_floor_leaves_confident_faces_alone(lfw_faces: list[np.ndarray]) -> None:
+    """Detecting at the floor and keeping faces >= the bar gives exactly what detecting at the bar gives."""
+    crowded = load_image(lfw_image("Tony_Blair", 1))  # a subject and a bystander
+    for image in lfw_faces[:3] + [crowded]:
+        with_floor, without = face_locations(image), face_locations(image, floor=None)
+        assert len(with_floor) == len(without) >= 1 and not any(f.low_confidence for f in with_floor)
+        for a, b in zip(with_floor, without):
+            assert a.box == b.box and a.confidence == b.confidence
+            np.testing.assert_array_equal(a.landmarks, b.landmarks)

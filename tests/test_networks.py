@@ -78,3 +78,48 @@ def test_siamese_keras_round_trip_without_custom_objects(tmp_path):
     np.testing.assert_array_equal(loaded.predict([a, b], verbose=0), before)
     # The same image on both sides: identical embeddings, distance zero.
     np.testing.assert_allclose(loaded.get_layer("l1_distance")([a, a]), 0.0)
+
+
+def _small_embedding() -> keras.Model:
+    inputs = keras.Input((6,), name="features")
+    return keras.Model(inputs, keras.layers.Dense(8, name="fc")(inputs), name="embedding")
+
+
+@pytest.mark.parametrize("kind", ["tied", "uniform", "tied_squared"])
+def test_restricted_heads_train_and_round_trip_without_custom_objects(tmp_path, kind):
+    from trainer.head import fit_head
+    from trainer.networks import TiedKernel, TowardUniform, head_kind
+
+    model = build_siamese(_small_embedding(), head=kind, penalty=1.0)
+    assert [layer.name for layer in model.layers[2:]] == ["embedding", "l1_distance", "head"]
+    head = model.get_layer("head")
+    assert head.get_weights()[0].shape == (8, 1) and head_kind(model) == kind
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 256, 8)).astype(np.float32)
+    labels = (np.abs(a - b).sum(axis=1) < 6).astype(np.float32)  # near pairs are "same"
+    if kind == "tied_squared":
+        labels = (np.square(a - b).sum(axis=1) < 12).astype(np.float32)
+    fit_head(model, a, b, labels, epochs=30, batch_size=32, learning_rate=0.05, verbose=0)
+    kernel = head.get_weights()[0][:, 0]
+    assert kernel.mean() < 0  # a larger distance lowers the score
+    if kind.startswith("tied"):
+        assert isinstance(head.kernel_constraint, TiedKernel)
+        np.testing.assert_allclose(kernel, kernel[0], rtol=1e-6)  # one weight: two free parameters with the bias
+    else:
+        assert isinstance(head.kernel_regularizer, TowardUniform) and head.kernel_regularizer.strength == 1.0
+    x = rng.normal(size=(2, 5, 6)).astype(np.float32)
+    before = model.predict([x[0], x[1]], verbose=0)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(loaded.predict([x[0], x[1]], verbose=0), before, rtol=1e-6)
+    assert head_kind(loaded) == kind
+    if kind == "tied_squared":  # a logistic function of the squared Euclidean distance of the embeddings
+        ea, eb = model.get_layer("embedding").predict(x[0], verbose=0), model.get_layer("embedding").predict(x[1], verbose=0)
+        w, bias = kernel[0], head.get_weights()[1][0]
+        expected = 1 / (1 + np.exp(-(w * np.square(ea - eb).sum(axis=1) + bias)))
+        np.testing.assert_allclose(before[:, 0], expected, rtol=1e-4)
+
+
+def test_unknown_head_is_named():
+    with pytest.raises(ValueError, match="'wide'.*free, tied, uniform, tied_squared"):
+        build_siamese(_small_embedding(), head="wide")

@@ -107,3 +107,29 @@ def test_model_folder_round_trip_gives_identical_scores(verifier, tmp_path):
     loaded = Verifier.from_dir(tmp_path / "model")
     pair = (lfw_image("Colin_Powell", 1), lfw_image("Colin_Powell", 2))
     assert loaded.verify(*pair)["score"] == pytest.approx(verifier.verify(*pair)["score"], abs=1e-6)
+
+
+def test_low_confidence_face_is_verified_with_a_warning(verifier):
+    # ONet scores this clear face about 0.83, below the 0.9 bar: it is used, and the result says so.
+    result = verifier.verify(lfw_image("Princess_Elisabeth", 1), lfw_image("Colin_Powell", 1))
+    assert result["faces"][0]["low_confidence"] is True and result["faces"][1]["low_confidence"] is False
+    assert result["faces"][0]["confidence"] < 0.9
+    assert any("face found with low confidence" in w for w in result["warnings"])
+    assert result["is_match"] is False
+
+
+def test_default_head_ranks_as_the_backbone_distance_and_personalisation_starts_from_it(verifier):
+    from trainer.default_model import load_default_model
+    from trainer.networks import head_kind
+
+    assert head_kind(verifier.model) == "tied_squared"
+    kernel, bias = verifier.model.get_layer("head").get_weights()
+    assert np.unique(kernel).size == 1 and kernel[0, 0] < 0  # one weight: a logistic function of the distance
+    result = verifier.verify(lfw_image("Colin_Powell", 1), lfw_image("Colin_Powell", 2))
+    expected = 1 / (1 + np.exp(-(kernel[0, 0] * result["distance"] ** 2 + bias[0])))
+    assert result["score"] == pytest.approx(expected, abs=1e-5)
+    personal = Verifier(*load_default_model(head="uniform"))  # what `train` fine-tunes: free weights, same start
+    assert head_kind(personal.model) == "uniform"
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(scale=0.1, size=(2, 5, 128)).astype(np.float32)
+    np.testing.assert_allclose(personal.score(a, b), verifier.score(a, b), atol=1e-6)

@@ -64,7 +64,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"accuracy at the model's threshold {report['threshold']:.4f}: {100 * report['accuracy_at_threshold']:.2f} %")
     print(f"ROC AUC {report['auc']:.5f}, EER {100 * report['eer']:.2f} %, "
           f"TAR at FAR 1e-3 {100 * report['tar_at_far_1e-3']:.2f} %")
-    print(f"images without a detected face: {report['no_face']} of {report['images']} ({report['no_face_policy']})")
+    if report["accuracy_at_threshold"] is not None:
+        print(f"at that threshold: FAR {100 * report['far_at_threshold']:.2f} % (impostor pairs accepted), "
+              f"TAR {100 * report['tar_at_threshold']:.2f} %")
+    print(f"images without a detected face: {report['no_face']} of {report['images']} ({report['no_face_policy']}); "
+          f"with a low-confidence face (below the detector's bar, above its floor): {report['low_confidence_faces']}")
     print(f"images with several faces: {report['several_faces']} ({report['several_faces_policy']} was used)")
     return 0
 

@@ -76,13 +76,15 @@ class FaceCache:
             if saved is None:
                 return None
             landmarks = None if saved["landmarks"] is None else np.asarray(saved["landmarks"], np.float32)
-            return Face(box=tuple(saved["box"]), landmarks=landmarks, confidence=saved["confidence"])
+            return Face(box=tuple(saved["box"]), landmarks=landmarks, confidence=saved["confidence"],
+                        low_confidence=saved.get("low_confidence", False))
         faces = face_locations(image, self.detector)
         face = faces[0] if faces else None
         saved = None if face is None else {
             "box": [int(v) for v in face.box],
             "landmarks": None if face.landmarks is None else face.landmarks.tolist(),
             "confidence": face.confidence,
+            "low_confidence": face.low_confidence,
         }
         _write_atomically(file, lambda tmp: tmp.write_text(json.dumps(saved)))
         return face

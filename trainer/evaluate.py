@@ -136,6 +136,7 @@ def verification_report(
         report.update(
             threshold=float(threshold),
             accuracy_at_threshold=float(np.mean(predicted == labels)),
+            **operating_point(scores, labels, threshold),
             precision=float(skm.precision_score(labels, predicted, zero_division=0)),
             recall=float(skm.recall_score(labels, predicted, zero_division=0)),
             f1=float(skm.f1_score(labels, predicted, zero_division=0)),
@@ -145,6 +146,18 @@ def verification_report(
             false_accepts=int((predicted & ~labels).sum()),
         )
     return report
+
+
+def operating_point(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
+    """The false-accept rate (impostor pairs scoring >= threshold) and true-accept rate a threshold gives."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels).astype(bool)
+    if labels.all() or not labels.any():
+        raise ValueError("an operating point needs both genuine and impostor pairs")
+    return {
+        "far_at_threshold": float(np.mean(scores[~labels] >= threshold)),
+        "tar_at_threshold": float(np.mean(scores[labels] >= threshold)),
+    }
 
 
 def threshold_sweep(scores: np.ndarray, labels: np.ndarray, target_far: float | None = None) -> float:
@@ -168,13 +181,19 @@ class AlignedImages:
     no_face: list[str]
     several_faces: int = 0
     on_multiple: str = "largest"
+    low_confidence: int = 0  # images whose face is the best candidate below the detector's confidence bar
+    turned: np.ndarray | None = None  # per image: is the face used turned (trainer.pose.is_turned)?
 
     @classmethod
     def from_chips(cls, paths: list[Path], found: list, on_multiple: str) -> "AlignedImages":
         """Collect the FaceChip of each path (faces_found 0: a central crop) with the counts reports need."""
+        from .pose import is_turned
+
         no_face = [str(p) for p, f in zip(paths, found) if f.faces_found == 0]
         several = sum(f.faces_found > 1 for f in found)
-        return cls(paths, np.stack([f.chip for f in found]), no_face, several, on_multiple)
+        low = sum(f.faces_found > 0 and f.face.low_confidence for f in found)
+        turned = np.array([is_turned(f.face.landmarks) for f in found])
+        return cls(paths, np.stack([f.chip for f in found]), no_face, several, on_multiple, low, turned)
 
 
 @dataclass
@@ -234,6 +253,7 @@ def evaluate_embeddings(verifier, e: PairEmbeddings, metric: str = "head") -> di
         metric=metric,
         images=len(e.aligned.paths),
         no_face=len(e.aligned.no_face),
+        low_confidence_faces=e.aligned.low_confidence,
         no_face_policy="aligned from a central crop of the image (half its width and height)",
         several_faces=e.aligned.several_faces,
         several_faces_policy=f"the {e.aligned.on_multiple} face",

@@ -24,6 +24,11 @@ DETECT_BATCH = 4
 # Smallest face (px, in the image the detector sees) that MTCNN looks for; mtcnn's own default is 20. Each pyramid
 # level costs PNet time, and a face below this size makes a poor 150 px chip anyway.
 MIN_FACE_SIZE = 20
+# ONet's confidence bar for a face. When no candidate in an image reaches it, the best candidate at or above
+# LOW_CONFIDENCE_FLOOR is used instead, flagged `low_confidence` (results say so), rather than "no face".
+# The floor was chosen on LFW View 1 and a face-free set (`python -m benchmarks.view1_accuracy`).
+MIN_CONFIDENCE = 0.9
+LOW_CONFIDENCE_FLOOR = 0.5
 BOX_MARGIN = 0.1  # Haar boxes (no landmarks) are widened by this fraction of their size on each side.
 # What to do when an image holds several faces: use the largest; use the one nearest the image centre (for
 # datasets of crops centred on their subject, such as LFW); or raise MultipleFacesError.
@@ -63,6 +68,7 @@ class Face:
     box: tuple[int, int, int, int]
     landmarks: np.ndarray | None
     confidence: float
+    low_confidence: bool = False  # below MIN_CONFIDENCE: the best candidate above the floor, used for want of a face
 
 
 @dataclass(frozen=True)
@@ -231,19 +237,40 @@ DETECTORS: dict[str, Callable[[list[np.ndarray], float, int], list[list[Face]]]]
 
 
 def face_locations(
-    image: np.ndarray, detector: str = "mtcnn", min_confidence: float = 0.9, min_face_size: int = MIN_FACE_SIZE
+    image: np.ndarray,
+    detector: str = "mtcnn",
+    min_confidence: float = MIN_CONFIDENCE,
+    min_face_size: int = MIN_FACE_SIZE,
+    floor: float | None = LOW_CONFIDENCE_FLOOR,
 ) -> list[Face]:
     """Faces in an H x W x 3 uint8 RGB image, largest first, in full-resolution pixels."""
-    return face_locations_batch([image], detector, min_confidence, min_face_size)[0]
+    return face_locations_batch([image], detector, min_confidence, min_face_size, floor)[0]
+
+
+def with_floor(faces: list[Face], min_confidence: float, floor: float | None) -> list[Face]:
+    """The faces at or above min_confidence; if there are none, the best one at or above `floor`, flagged."""
+    confident = [face for face in faces if face.confidence >= min_confidence]
+    if confident or floor is None:
+        return confident
+    candidates = [face for face in faces if face.confidence >= floor]
+    if not candidates:
+        return []
+    best = max(candidates, key=lambda face: face.confidence)
+    return [Face(best.box, best.landmarks, best.confidence, low_confidence=True)]
 
 
 def face_locations_batch(
     images: Sequence[np.ndarray],
     detector: str = "mtcnn",
-    min_confidence: float = 0.9,
+    min_confidence: float = MIN_CONFIDENCE,
     min_face_size: int = MIN_FACE_SIZE,
+    floor: float | None = LOW_CONFIDENCE_FLOOR,
 ) -> list[list[Face]]:
-    """Faces in each of several RGB images, largest first; same-size images are detected in one call."""
+    """Faces in each of several RGB images, largest first; same-size images are detected in one call.
+
+    An image with no face at min_confidence gets its best candidate at or above `floor`, flagged
+    `low_confidence` (floor=None: no fallback).
+    """
     if detector not in DETECTORS:
         raise ValueError(f"unknown face detector {detector!r}; known detectors: {', '.join(DETECTORS)}")
     smalls, scales = [], []
@@ -255,9 +282,17 @@ def face_locations_batch(
             small = cv2.resize(image, (round(width * ratio), round(height * ratio)), interpolation=cv2.INTER_AREA)
         smalls.append(small)
         scales.append(np.array([width / small.shape[1], height / small.shape[0]], np.float32))
-    found = DETECTORS[detector](smalls, min_confidence, min_face_size) if smalls else []
+    # ONet's threshold only filters its output before a non-maximum suppression that keeps the more confident of
+    # overlapping boxes, so detecting at the floor and keeping those >= min_confidence gives the faces a detection
+    # at min_confidence gives.
+    bar = min_confidence if floor is None else min(min_confidence, floor)
+    found = DETECTORS[detector](smalls, bar, min_face_size) if smalls else []
     return [
-        sorted((_rescaled(face, scale) for face in faces), key=lambda face: face.box[2] * face.box[3], reverse=True)
+        sorted(
+            (_rescaled(face, scale) for face in with_floor(faces, min_confidence, floor)),
+            key=lambda face: face.box[2] * face.box[3],
+            reverse=True,
+        )
         for faces, scale in zip(found, scales)
     ]
 
@@ -270,7 +305,7 @@ def _rescaled(face: Face, scale: np.ndarray) -> Face:
     sx, sy = scale
     box = (round(x * sx), round(y * sy), round(w * sx), round(h * sy))
     landmarks = None if face.landmarks is None else face.landmarks * scale
-    return Face(box=box, landmarks=landmarks, confidence=face.confidence)
+    return Face(box=box, landmarks=landmarks, confidence=face.confidence, low_confidence=face.low_confidence)
 
 
 def align_face(image: np.ndarray, face: Face, size: int, template: np.ndarray = TEMPLATE) -> np.ndarray:

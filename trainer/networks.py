@@ -86,28 +86,95 @@ def build_embedding(backbone: str) -> keras.Model:
 
 @keras.saving.register_keras_serializable(package="facereg")
 class L1Distance(keras.layers.Layer):
-    """Element-wise absolute difference of two embeddings: the Siamese distance layer."""
+    """Element-wise absolute difference of two embeddings: the Siamese distance layer.
+
+    power=2 squares the differences, so that their sum is the squared Euclidean distance (the "tied_squared" head).
+    """
+
+    def __init__(self, power: int = 1, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.power = int(power)
 
     def call(self, inputs):
         anchor, other = inputs
-        return keras.ops.abs(anchor - other)
+        difference = keras.ops.abs(anchor - other)
+        return difference if self.power == 1 else keras.ops.power(difference, self.power)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "power": self.power}
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
 
 
-def build_siamese(embedding: keras.Model, name: str = "siamese") -> keras.Model:
-    """Two inputs, one shared embedding, L1 distance and a Dense(1, sigmoid) similarity head."""
+@keras.saving.register_keras_serializable(package="facereg")
+class TiedKernel(keras.constraints.Constraint):
+    """Every weight of a kernel set to their mean: Dense(1) over a distance's components then has one weight on
+    their sum and a bias (two free parameters), so its score ranks pairs exactly as the summed distance does."""
+
+    def __call__(self, w):
+        return keras.ops.ones_like(w) * keras.ops.mean(w)
+
+    def get_config(self) -> dict:
+        return {}
+
+
+@keras.saving.register_keras_serializable(package="facereg")
+class TowardUniform(keras.regularizers.Regularizer):
+    """L2 penalty on a kernel's spread about its mean: pulls a Dense(1) head toward equal weights (strength
+    0: a free head; large: a tied one), where plain L2 pulls it toward zero."""
+
+    def __init__(self, strength: float) -> None:
+        self.strength = float(strength)
+
+    def __call__(self, w):
+        return self.strength * keras.ops.sum(keras.ops.square(w - keras.ops.mean(w)))
+
+    def get_config(self) -> dict:
+        return {"strength": self.strength}
+
+
+# What the head may learn: "free" (one weight per embedding component, L2 toward zero: the seed's head), "tied"
+# (one weight shared by all components, and a bias: a logistic function of the L1 norm of the difference),
+# "uniform" (free weights pulled toward equal ones), "tied_squared" (one weight on the squared components: a
+# logistic function of the squared Euclidean distance, so it ranks pairs exactly as the backbone's own distance).
+HEADS = ("free", "tied", "uniform", "tied_squared")
+
+
+def build_siamese(
+    embedding: keras.Model, name: str = "siamese", head: str = "free", penalty: float = HEAD_L2, power: int | None = None
+) -> keras.Model:
+    """Two inputs, one shared embedding, L1 distance and a Dense(1, sigmoid) similarity head.
+
+    head: one of HEADS; penalty: the L2 weight of "free", the strength of "uniform"; power: of the L1 layer's
+    components (default: 2 for "tied_squared", else 1).
+    """
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; known heads: {', '.join(HEADS)}")
     shape = tuple(embedding.input_shape[1:])
     anchor = keras.Input(shape, name="anchor")
     other = keras.Input(shape, name="other")
     if embedding.name != "embedding":
         embedding = keras.Model(embedding.input, embedding.output, name="embedding")
-    distance = L1Distance(name="l1_distance")([embedding(anchor), embedding(other)])
-    score = keras.layers.Dense(
-        1, activation="sigmoid", kernel_regularizer=keras.regularizers.L2(HEAD_L2), name="head"
-    )(distance)
+    power = power or (2 if head == "tied_squared" else 1)
+    distance = L1Distance(power=power, name="l1_distance")([embedding(anchor), embedding(other)])
+    tied = {"kernel_constraint": TiedKernel(), "kernel_initializer": "zeros"}
+    options = {
+        "free": {"kernel_regularizer": keras.regularizers.L2(penalty)},
+        "tied": tied,
+        "uniform": {"kernel_regularizer": TowardUniform(penalty)},
+        "tied_squared": tied,
+    }[head]
+    score = keras.layers.Dense(1, activation="sigmoid", name="head", **options)(distance)
     return keras.Model([anchor, other], score, name=name)
+
+
+def head_kind(model: keras.Model) -> str:
+    """Which of HEADS a Siamese model's head is, read from its kernel's constraint and regulariser."""
+    head = model.get_layer("head")
+    if isinstance(head.kernel_constraint, TiedKernel):
+        return "tied_squared" if model.get_layer("l1_distance").power == 2 else "tied"
+    return "uniform" if isinstance(head.kernel_regularizer, TowardUniform) else "free"
 
 
 def siamese_parts(model: keras.Model) -> tuple[keras.Model, keras.layers.Layer]:

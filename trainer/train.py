@@ -266,7 +266,8 @@ def train(
         else:
             from .default_model import load_default_model
 
-            siamese, config = load_default_model()
+            # Personalisation may weigh each embedding component, starting from the default head's equal weights.
+            siamese, config = load_default_model(head="uniform")
         verifier = Verifier(siamese, config)
         if mode == "head":
             report(0.4, f"embedding {len(train_faces)} training and {len(val_faces)} validation faces")

@@ -302,16 +302,20 @@ def _face_info(found: FaceChip) -> dict:
     return {
         "box": [int(v) for v in found.face.box],
         "confidence": float(found.face.confidence),
+        "low_confidence": bool(found.face.low_confidence),
         "faces_found": int(found.faces_found),
     }
 
 
 def _warnings(found: Sequence[FaceChip], names: Sequence[str]) -> list[str]:
-    return [
-        f"{name}: {f.faces_found} faces found; used the largest"
-        for f, name in zip(found, names)
-        if f.faces_found > 1
-    ]
+    warnings = []
+    for f, name in zip(found, names):
+        if f.face.low_confidence:
+            warnings.append(f"{name}: face found with low confidence ({f.face.confidence:.2f}); "
+                            "check that the box shows a face, or use a clearer, more frontal photo")
+        if f.faces_found > 1:
+            warnings.append(f"{name}: {f.faces_found} faces found; used the largest")
+    return warnings
 
 
 @functools.lru_cache(maxsize=1)
