@@ -214,6 +214,8 @@ class Actions:
         workspace.remove_leftovers()
         if saved.faces_found > 1:
             gr.Warning(f"{name}: {saved.faces_found} faces found; saved the largest")
+        if saved.low_confidence:
+            gr.Warning(f"{name}: face found with low confidence; check the capture in the gallery")
         return saved.path
 
     def capture(self, files: Optional[list], category: str, request: gr.Request,

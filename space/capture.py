@@ -18,10 +18,11 @@ CROP_MARGIN = 0.4  # fraction of the face box added on each side, so a detector 
 
 @dataclass(frozen=True)
 class Saved:
-    """One saved capture: its file and how many faces the frame held."""
+    """One saved capture: its file, how many faces the frame held, and whether the face was below the detector's bar."""
 
     path: Path
     faces_found: int
+    low_confidence: bool = False
 
 
 def check_category(category: str) -> str:
@@ -66,7 +67,8 @@ class CaptureStore:
         faces = face_locations(pixels, detector=detector)
         if not faces:
             raise NoFaceError(f"{name}: no face found; face the camera in good light, or upload a clear photo")
-        return Saved(self.save_crop(face_crop(pixels, faces[0].box), category, stem), len(faces))
+        return Saved(self.save_crop(face_crop(pixels, faces[0].box), category, stem), len(faces),
+                     faces[0].low_confidence)
 
     def save_crop(self, crop: np.ndarray, category: str, stem: str | None = None) -> Path:
         """Write a crop as JPEG into the category folder, atomically; return its path."""
