@@ -1,11 +1,11 @@
 """Serving many callers at once: one inference worker per `Verifier` batches concurrent verifications.
 
 Many threads (an app's request handlers) call `BatchedVerifier.verify`. Each call decodes its two images in its own
-thread, then hands them to the verifier's worker threads (WORKERS), the only threads that run its networks. Whatever
-requests are waiting when a worker becomes free are served together by `Verifier.verify_decoded`: one detection pass over
-all their images (same-size images share MTCNN calls), one embedding call for all the faces and one head call for
-all the pairs. A lone request is served at once (the worker never waits for company), so one caller pays only for
-the networks; under load, requests queue while the worker is busy and the next batch takes them all.
+thread, then hands them to the verifier's worker threads (WORKERS), the only threads that run its networks.
+Whatever requests are waiting when a worker becomes free are served together by `Verifier.verify_decoded`: one
+detection pass over all their images (same-size images share MTCNN calls), one embedding call for all the faces and
+one head call for all the pairs. A lone request is served at once (a worker never waits for company), so one caller
+pays only for the networks; under load, requests queue while the workers are busy and the next batch takes them all.
 
     from trainer import Verifier
     batched = Verifier.default().batcher()       # one per Verifier, made on first use
