@@ -105,10 +105,10 @@ def test_errors_reach_their_own_caller_and_the_worker_keeps_serving(verifier, al
 def test_idle_worker_exits_and_restarts_on_the_next_request(verifier, alone):
     batched = BatchedVerifier(verifier, idle_exit_s=0.2)
     assert_same(batched.verify(*images(PAIRS[2])), alone[2])
-    worker = batched._worker
-    assert worker is not None
-    worker.join(10)
-    assert not worker.is_alive() and batched._worker is None
+    workers = list(batched._workers)
+    assert len(workers) == 1
+    workers[0].join(10)
+    assert not workers[0].is_alive() and batched._workers == []
     assert_same(batched.verify(*images(PAIRS[3])), alone[3])
 
 

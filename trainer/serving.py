@@ -1,17 +1,17 @@
 """Serving many callers at once: one inference worker per `Verifier` batches concurrent verifications.
 
 Many threads (an app's request handlers) call `BatchedVerifier.verify`. Each call decodes its two images in its own
-thread, then hands them to the verifier's worker thread, the only thread that runs its networks. Whatever requests
-are waiting when the worker becomes free are served together by `Verifier.verify_decoded`: one detection pass over
-all their images (same-size images share MTCNN calls), one embedding call for all the faces and one head call for
-all the pairs. A lone request is served at once (the worker never waits for company), so one caller pays only for
-the networks; under load, requests queue while the worker is busy and the next batch takes them all.
+thread, then hands them to the verifier's worker threads (WORKERS), the only threads that run its networks.
+Whatever requests are waiting when a worker becomes free are served together by `Verifier.verify_decoded`: one
+detection pass over all their images (same-size images share MTCNN calls), one embedding call for all the faces and
+one head call for all the pairs. A lone request is served at once (a worker never waits for company), so one caller
+pays only for the networks; under load, requests queue while the workers are busy and the next batch takes them all.
 
     from trainer import Verifier
     batched = Verifier.default().batcher()       # one per Verifier, made on first use
     result = batched.verify("a.jpg", "b.jpg")    # from any thread: the same result as Verifier.verify
 
-The worker thread ends after `IDLE_EXIT_S` seconds without requests and starts again on the next one, so a
+A worker thread ends after `IDLE_EXIT_S` seconds without requests and starts again on the next one, so a
 `Verifier` that is no longer used (the app switched models) is not kept alive by its worker.
 """
 from __future__ import annotations
@@ -33,9 +33,12 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 MAX_PAIRS = 8  # pairs served together at most: 16 images detected at once bounds the memory a batch holds
 IDLE_EXIT_S = 30.0
-# Held by whichever worker runs networks: with several Verifiers in one process (an app's default model and its
-# visitors' own), their workers take turns, each batch running on all the cores, instead of splitting the cores.
-NETWORKS_LOCK = threading.Lock()
+# Worker threads per Verifier, and batches in flight in the whole process. A batch spends about a quarter of its
+# time in Python (MTCNN's box handling, alignment) while TensorFlow's threads wait; a second batch in flight fills
+# those gaps. With several Verifiers in one process (an app's default model and its visitors' own), their workers
+# share these slots instead of each adding batches that compete for the cores.
+WORKERS = 2
+NETWORKS = threading.BoundedSemaphore(WORKERS)
 
 
 @dataclass
@@ -49,15 +52,18 @@ class _Job:
 
 
 class BatchedVerifier:
-    """Verify pairs for many threads at once through one worker thread that owns a Verifier's networks."""
+    """Verify pairs for many threads at once through worker threads that own a Verifier's networks (WORKERS)."""
 
-    def __init__(self, verifier: Verifier, max_pairs: int = MAX_PAIRS, idle_exit_s: float = IDLE_EXIT_S) -> None:
+    def __init__(
+        self, verifier: Verifier, max_pairs: int = MAX_PAIRS, idle_exit_s: float = IDLE_EXIT_S, workers: int = WORKERS
+    ) -> None:
         self.verifier = verifier
         self.max_pairs = max(1, int(max_pairs))
         self.idle_exit_s = idle_exit_s
+        self.workers = max(1, int(workers))
         self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._worker: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
         self.batches: list[int] = []  # size of each batch served, most recent last (the last 1000)
 
     def verify(self, img1: Any, img2: Any, threshold: float | None = None, return_chips: bool = False) -> dict:
@@ -74,7 +80,7 @@ class BatchedVerifier:
         return result
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run other work on this model's networks (anchors, capture detection...) on the worker thread, between
+        """Run other work on this model's networks (anchors, capture detection...) on a worker thread, between
         batches, so that it does not compete with verifications for the CPU; its result or exception comes back."""
         job = _Job(call=functools.partial(fn, *args, **kwargs))
         self._submit(job)
@@ -86,9 +92,10 @@ class BatchedVerifier:
     def _submit(self, job: _Job) -> None:
         self._queue.put(job)
         with self._lock:
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._run, name="facereg-inference", daemon=True)
-                self._worker.start()
+            if len(self._workers) < self.workers:
+                worker = threading.Thread(target=self._run, name="facereg-inference", daemon=True)
+                self._workers.append(worker)
+                worker.start()
 
     def _run(self) -> None:
         """The worker: take every waiting verification (up to max_pairs), serve them together, repeat; other work
@@ -103,7 +110,7 @@ class BatchedVerifier:
                 except queue.Empty:
                     with self._lock:  # a request submitted meanwhile is seen here, or starts a new worker
                         if self._queue.empty():
-                            self._worker = None
+                            self._workers.remove(threading.current_thread())
                             return
                     continue
             if job.call is not None:
@@ -124,7 +131,7 @@ class BatchedVerifier:
     @staticmethod
     def _run_call(job: _Job) -> None:
         try:
-            with NETWORKS_LOCK:
+            with NETWORKS:
                 result = job.call()  # type: ignore[misc]
             job.future.set_result(result)
         except Exception as exc:  # noqa: BLE001 - raised again in the caller's thread
@@ -134,7 +141,7 @@ class BatchedVerifier:
         started = time.perf_counter()
         self.batches = [*self.batches[-999:], len(jobs)]
         try:
-            with NETWORKS_LOCK:
+            with NETWORKS:
                 results: list[Any] = self.verifier.verify_decoded([job.request for job in jobs])  # type: ignore[misc]
         except Exception as exc:  # noqa: BLE001 - a failure of the batch goes to each of its callers
             results = [exc] * len(jobs)
