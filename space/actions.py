@@ -138,7 +138,6 @@ class Actions:
             saved, problems = self._enroll(workspace, paths, [Path(p).name for p in paths])
         for problem in problems:
             gr.Warning(problem)
-        _discard_uploads(paths)
         return (*self.anchors_view(request, profile), None)
 
     def add_anchor(self, frame: Any, request: gr.Request, profile: Optional[gr.OAuthProfile]) -> tuple:
@@ -235,7 +234,6 @@ class Actions:
                 saved.append(self._save(workspace, path, category, Path(str(path)).name))
             except gr.Error as exc:
                 problems.append(exc.message)
-        _discard_uploads(paths)
         if not saved:
             raise fail(" ".join(problems), title="Capture failed")
         for problem in problems:
@@ -440,21 +438,3 @@ def _contents(value: Any) -> Any:
     if isinstance(value, (str, Path)) and Path(value).is_file():
         return Path(value).read_bytes()
     return value
-
-
-def _discard_uploads(paths: list) -> None:
-    """Delete uploaded originals from Gradio's upload folder once their faces are saved (they are the visitor's)."""
-    from gradio.utils import get_upload_folder
-
-    uploads = Path(get_upload_folder()).resolve()
-    for path in paths:
-        try:
-            target = Path(path).resolve()
-        except (TypeError, OSError):
-            continue
-        if uploads in target.parents and target.is_file():
-            target.unlink(missing_ok=True)
-            try:
-                target.parent.rmdir()  # Gradio keeps each upload in a folder of its own
-            except OSError:
-                pass
