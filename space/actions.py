@@ -102,24 +102,22 @@ class Actions:
     # -- Anchors -------------------------------------------------------------------------------------------------
     def _enroll(self, workspace: Workspace, images: list, names: list[str]) -> tuple[int, list[str]]:
         """Save the face of each image as an enrolled anchor (the same image twice is kept once)."""
-        fresh = [(image, name) for image, name in zip(images, names) if not self._enrolled_path(workspace, image, name)]
+        anchors = workspace.enrolled.root / "anchor"
+        stems = [_enrolled_stem(image, name) for image, name in zip(images, names)]  # each image read once
+        fresh = [(image, name, stem) for image, name, stem in zip(images, names, stems)
+                 if not (anchors / f"{stem}.jpg").is_file()]
         workspace.check_anchor_room(len(fresh))
         self.workspaces.make_room(CAPTURE_BYTES * len(fresh), keep=workspace)
         saved, problems = 0, []
-        for image, name in fresh:
+        for image, name, stem in fresh:
             try:
                 with user_errors("Enrolling"):
                     self._check_image(image, name)
-                    self._detect_and_save(workspace.enrolled, image, "anchor", name, _enrolled_stem(image, name))
+                    self._detect_and_save(workspace.enrolled, image, "anchor", name, stem)
                 saved += 1
             except gr.Error as exc:
                 problems.append(exc.message)
         return saved, problems
-
-    @staticmethod
-    def _enrolled_path(workspace: Workspace, image: Any, name: str) -> Optional[Path]:
-        path = workspace.enrolled.root / "anchor" / f"{_enrolled_stem(image, name)}.jpg"
-        return path if path.is_file() else None
 
     def anchors_view(self, request: gr.Request, profile: Optional[gr.OAuthProfile]) -> tuple[str, list]:
         """The enrolled anchors: a count line and a gallery."""
@@ -177,7 +175,7 @@ class Actions:
         self._check_image(probe, "the probe")
         verifier = self._verifier(workspace, oauth_token)
         with user_errors("Verification against anchors"):
-            key = (id(verifier), tuple(p.name for p in files))
+            key = (workspace.model, tuple(p.name for p in files))  # the model by its commit, not its address
             cached = workspace.anchor_embeddings
             anchor_set = (cached[1] if cached and cached[0] == key  # on the inference worker, in turn with others
                           else verifier.batcher().call(verifier.enroll, [str(p) for p in files]))
