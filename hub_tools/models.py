@@ -115,7 +115,7 @@ from gradio_client import Client, handle_file
 
 client = Client("{{ space_id }}")
 client.predict("{{ repo_id }}", "", api_name="/load_model")
-chip1, chip2, verdict, score, elapsed_ms, details = client.predict(
+chips, verdict, score, elapsed_ms, details = client.predict(
     handle_file("a.jpg"), handle_file("b.jpg"), {{ "%.4f" | format(threshold) }}, api_name="/verify")
 ```
 

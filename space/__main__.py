@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> None:
 
         sys.exit(deploy(argv[1:]))
     args = parse_args(argv)
+    from trainer.serving import configure_memory
+
+    configure_memory()  # before any server thread allocates: a flat RSS under load
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("facereg").setLevel(logging.INFO)
     from space.app import build_app, launch

@@ -13,6 +13,7 @@ from typing import Any, Optional
 import gradio as gr
 
 from space.capture import CATEGORIES, CaptureStore
+from space.components import chips_html
 from space.models import Models
 from space.state import fail, hub_token, image_path, log, secrets_of, user_errors
 from space.workspace import MB, Workspace, Workspaces
@@ -81,7 +82,7 @@ class Actions:
         self, image1: Any, image2: Any, threshold: Optional[float], request: gr.Request,
         profile: Optional[gr.OAuthProfile], oauth_token: Optional[gr.OAuthToken],
     ) -> tuple:
-        """Two faces: aligned crops, verdict, score, elapsed ms and the full result."""
+        """Two faces: the aligned crops (inline HTML), verdict, score, elapsed ms and the full result."""
         image1, image2 = image_path(image1, "the first face"), image_path(image2, "the second face")
         self._check_image(image1, "image 1")
         self._check_image(image2, "image 2")
@@ -97,7 +98,8 @@ class Actions:
         chips = result.pop("chips")
         detail = f"score **{result['score']:.3f}** vs threshold {result['threshold']:.3f}"
         result["elapsed_ms"] = elapsed_ms
-        return chips[0], chips[1], verdict_markdown(result["is_match"], detail), result["score"], elapsed_ms, result
+        chips = chips_html(chips, ("Aligned face 1", "Aligned face 2"))
+        return chips, verdict_markdown(result["is_match"], detail), result["score"], elapsed_ms, result
 
     # -- Anchors -------------------------------------------------------------------------------------------------
     def _enroll(self, workspace: Workspace, images: list, names: list[str]) -> tuple[int, list[str]]:

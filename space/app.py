@@ -15,7 +15,7 @@ import gradio as gr  # noqa: E402
 
 from space.actions import Actions  # noqa: E402
 from space.capture import CATEGORIES  # noqa: E402
-from space.components import WEBCAM, ChipImage, face_image  # noqa: E402
+from space.components import WEBCAM, face_image  # noqa: E402
 from space.models import Models  # noqa: E402
 from space.state import on_space  # noqa: E402
 from space.workspace import Workspaces  # noqa: E402
@@ -71,8 +71,7 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
                                       info="Starts at the model's tuned threshold")
                 verify_button = gr.Button("Verify", variant="primary", elem_id="verify-button")
                 with gr.Row():
-                    chip1 = ChipImage("Aligned face 1", height=170, buttons=[])
-                    chip2 = ChipImage("Aligned face 2", height=170, buttons=[])
+                    chips = gr.HTML(elem_id="chips", js_on_load=None)
                     with gr.Column():
                         verdict = gr.Markdown(elem_id="verdict")
                         score = gr.Number(label="Score", interactive=False, precision=4)
@@ -159,7 +158,7 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
                     refresh_button = gr.Button("Refresh")
 
         verify_button.click(actions.verify, [image1, image2, threshold],
-                            [chip1, chip2, verdict, score, elapsed, details], api_name="verify", **VERIFY)
+                            [chips, verdict, score, elapsed, details], api_name="verify", **VERIFY)
 
         anchors_view = [anchors_line, anchors_gallery]
         enrolled = enroll_button.click(actions.enroll_anchors, anchor_uploads, [*anchors_view, anchor_uploads],

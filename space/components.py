@@ -1,12 +1,13 @@
 """Gradio components tuned for FaceReg (same front end as Gradio's own)."""
 from __future__ import annotations
 
-import os
-import uuid
-from pathlib import Path
-from typing import Any
+import base64
+import html
+from typing import Any, Sequence
 
+import cv2
 import gradio as gr
+import numpy as np
 
 from space.state import fail
 
@@ -36,32 +37,21 @@ def face_image(label: str, *, webcam: bool = True, **kwargs: Any) -> FaceImage:
     return FaceImage(label=label, sources=sources, type="filepath", webcam_options=WEBCAM, **kwargs)
 
 
-class ChipImage(gr.Image):
-    """An output `gr.Image` for aligned face chips: small JPEGs, written to Gradio's cache atomically.
+def chips_html(chips: Sequence[np.ndarray], captions: Sequence[str], side: int = 150) -> str:
+    """Aligned face chips side by side as one HTML block of inline JPEGs (data URLs).
 
-    Gradio names a cached image by a hash of its bytes and rewrites the file in place each time (truncate, then
-    write), so two visitors shown the same chip at once (the same photo, an example) could download a half-written
-    file. Here the bytes go to a unique temporary name in the same folder and are renamed into place: a reader sees
-    the whole file or none.
+    A verification's chips are shown once and never stored: nothing is written to Gradio's cache (so no copy of a
+    visitor's face outlives the answer) and neither the browser nor an API client fetches them again.
     """
-
-    is_template = True  # rendered by the front end's own Image component
-
-    def __init__(self, label: str, **kwargs: Any) -> None:
-        super().__init__(label=label, interactive=False, format="jpeg", **kwargs)
-
-    def postprocess(self, value: Any) -> Any:
-        """Save an array as a JPEG in the cache (atomically), then let gr.Image describe the file."""
-        if value is not None and not isinstance(value, (str, Path)):
-            from gradio.processing_utils import encode_pil_to_bytes, hash_bytes
-            from PIL import Image
-
-            data = encode_pil_to_bytes(Image.fromarray(value), "jpeg")
-            folder = Path(self.GRADIO_CACHE) / hash_bytes(data)
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / "chip.jpeg"
-            partial = folder / f".chip-{uuid.uuid4().hex}.part"
-            partial.write_bytes(data)
-            os.replace(partial, path)
-            value = str(path.resolve())
-        return super().postprocess(value)
+    figures = []
+    for chip, caption in zip(chips, captions):
+        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(np.ascontiguousarray(chip), cv2.COLOR_RGB2BGR),
+                                [cv2.IMWRITE_JPEG_QUALITY, 90])
+        if not ok:
+            raise ValueError(f"could not encode {caption} as JPEG")
+        data = base64.b64encode(jpeg.tobytes()).decode("ascii")
+        label = html.escape(caption)
+        figures.append(f'<figure class="facereg-chip" style="margin:0;text-align:center">'
+                       f'<img src="data:image/jpeg;base64,{data}" alt="{label}" width="{side}" height="{side}">'
+                       f"<figcaption>{label}</figcaption></figure>")
+    return f'<div class="facereg-chips" style="display:flex;gap:12px;flex-wrap:wrap">{"".join(figures)}</div>'

@@ -1,6 +1,9 @@
 """The app through `gradio_client`, against the app launched here and the local Hub server (tests/hub_fixture.py)."""
 from __future__ import annotations
 
+import base64
+import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -46,11 +49,28 @@ def token(hub_server, monkeypatch) -> str:
 def verify(client: Client, app, a, b) -> dict:
     """The details dict of /verify at the model's threshold."""
     threshold = app.models.default().threshold
-    chip1, chip2, verdict, score, elapsed, details = client.predict(a, b, threshold, api_name="/verify")
-    assert Path(chip1).is_file() and Path(chip2).is_file()
+    chips, verdict, score, elapsed, details = client.predict(a, b, threshold, api_name="/verify")
+    shown = chip_images(chips)
+    assert len(shown) == 2 and all(chip.shape == (150, 150, 3) for chip in shown)
     assert details["score"] == pytest.approx(score, abs=1e-4) and elapsed > 0
     assert ("✔ Match" in verdict) == details["is_match"]
     return details
+
+
+def chip_images(html: str) -> list[np.ndarray]:
+    """The aligned chips a /verify answer shows inline (JPEG data URLs), decoded."""
+    found = re.findall(r'src="data:image/jpeg;base64,([^"]+)"', html)
+    return [np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB")) for data in found]
+
+
+def test_the_chips_shown_are_the_aligned_faces_and_no_file(client, app):
+    a, b = lfw("Colin_Powell", 1), lfw("Tony_Blair", 1)
+    chips, *_ = client.predict(a, b, app.models.default().threshold, api_name="/verify")
+    verifier = app.models.default()
+    for shown, image in zip(chip_images(chips), (lfw_image("Colin_Powell", 1), lfw_image("Tony_Blair", 1))):
+        aligned = verifier.detect(image).chip.astype(np.float32)
+        assert np.abs(shown.astype(np.float32) - aligned).mean() < 4  # the same chip, up to JPEG's loss
+    assert "/file=" not in chips and 'alt="Aligned face 1"' in chips
 
 
 def test_every_action_is_a_named_endpoint(client):
@@ -115,7 +135,7 @@ def test_push_dataset_train_publish_and_switch(client, app, token, hub_repo_id):
     assert model_repo in message and info["repo"] == model_repo and slider == pytest.approx(threshold, abs=1e-3)
     assert client.predict(api_name="/model_info")["repo"] == model_repo
     assert workspace_of(app, client).model.repo == model_repo
-    _, _, _, _, _, details = client.predict(lfw("Colin_Powell", 9), lfw("Colin_Powell", 10), slider, api_name="/verify")
+    *_, details = client.predict(lfw("Colin_Powell", 9), lfw("Colin_Powell", 10), slider, api_name="/verify")
     assert details["threshold"] == pytest.approx(threshold, abs=1e-4)
     info, _ = client.predict("", "", api_name="/load_model")  # back to the app's default
     assert info["repo"] is None and workspace_of(app, client).model is None

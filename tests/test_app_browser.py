@@ -95,6 +95,9 @@ def test_verify_from_webcam_shows_the_verdict(page):
     page.locator("#verify-button").click()
     page.wait_for_function("document.querySelector('#verdict').innerText.includes('atch')")
     assert re.search(r"\bMatch\b", page.inner_text("#verdict")) and "No match" not in page.inner_text("#verdict")
+    chips = page.locator("#chips img")
+    assert chips.count() == 2  # the aligned faces, shown inline: both decoded by the browser
+    assert all(chips.nth(i).evaluate("img => img.complete && img.naturalWidth") == 150 for i in range(2))
     screenshot(page, "1-verify")
     for tab, name in (("Anchors", "2-anchors"), ("Train and publish", "4-train"), ("Model", "5-model")):
         page.get_by_role("tab", name=tab).click()

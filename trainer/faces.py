@@ -97,11 +97,13 @@ PNET_LEVELS = 12  # pyramid levels per PNet call (12 for a 1024 px image at the 
 
 
 class _PyramidPNet:
-    """mtcnn's PNet stage, with the pyramid levels through one compiled call and `pyramid_scales` as the pyramid.
+    """mtcnn's PNet stage with the whole pyramid in one compiled call, and `pyramid_scales` as the pyramid.
 
-    mtcnn 1.x calls PNet once per level (8 levels for a 250 px image), paying a graph call each; one graph over all
-    levels lets TensorFlow run them side by side. Its signature is fixed (PNET_LEVELS levels of any size; unused
-    ones get a 12 x 12 blank), so it is traced once. The proposals are those of mtcnn's own stage (tested).
+    mtcnn 1.x resizes the batch to each pyramid level with an eager TensorFlow call, then calls PNet once per level
+    (8 levels for a 250 px image), paying Python and dispatch costs at every step. Here one graph takes the batch
+    and the levels' sizes, resizes (the same area resize) and runs PNet on every level, side by side. Its signature
+    is fixed (PNET_LEVELS sizes; unused levels are 12 x 12), so it is traced once. The proposals are those of
+    mtcnn's own stage (tested).
     """
 
     def __init__(self) -> None:
@@ -110,19 +112,28 @@ class _PyramidPNet:
 
         stage = StagePNet()
         self.id, self.name, self._model = stage.id, stage.name, stage.model
+
+        def levels(images, sizes):
+            return [
+                stage.model(tf.image.resize(images, sizes[i], method=tf.image.ResizeMethod.AREA), training=False)
+                for i in range(PNET_LEVELS)
+            ]
+
         self._levels = tf.function(
-            lambda *levels: [stage.model(level, training=False) for level in levels],
-            input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)] * PNET_LEVELS,
+            levels,
+            input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32), tf.TensorSpec([PNET_LEVELS, 2], tf.int32)],
             autograph=False,
         )
 
-    def _run(self, levels: list[np.ndarray]) -> list:
-        """PNet's (box regression, face probability) for each pyramid level, PNET_LEVELS levels per call."""
+    def _run(self, images: np.ndarray, scales: np.ndarray) -> list:
+        """PNet's (box regression, face probability) for each pyramid scale of the batch, PNET_LEVELS per call."""
+        # mtcnn's level size: the image's (height, width) times the scale, truncated to whole pixels
+        sizes = (np.asarray(images.shape[1:3], np.float64)[None] * np.asarray(scales)[:, None]).astype(np.int32)
         outputs = []
-        for start in range(0, len(levels), PNET_LEVELS):
-            chunk = levels[start : start + PNET_LEVELS]
-            blanks = [np.zeros((1, 12, 12, 3), np.float32)] * (PNET_LEVELS - len(chunk))
-            outputs += self._levels(*chunk, *blanks)[: len(chunk)]
+        for start in range(0, len(sizes), PNET_LEVELS):
+            chunk = sizes[start : start + PNET_LEVELS]
+            padded = np.concatenate([chunk, np.full((PNET_LEVELS - len(chunk), 2), 12, np.int32)])
+            outputs += self._levels(images, padded)[: len(chunk)]
         return outputs
 
     def __call__(
@@ -131,13 +142,13 @@ class _PyramidPNet:
     ) -> np.ndarray:
         """Square proposal boxes for the batch, as mtcnn's StagePNet returns them."""
         from mtcnn.utils.bboxes import generate_bounding_box, resize_to_square, smart_nms_from_bboxes, upscale_bboxes
-        from mtcnn.utils.images import apply_scales
 
         pyramids = [pyramid_scales(shape[1], shape[0], min_face_size, scale_factor) for shape in images_oshapes]
-        levels, scales = apply_scales(images_normalized, pyramids)
-        batch_size = images_normalized.shape[0]
+        scales = max(pyramids, key=len)  # as mtcnn's apply_scales: the longest pyramid of the batch
+        images = np.asarray(images_normalized, np.float32)
+        batch_size = images.shape[0]
         per_level = []
-        for (regression, probability), scale in zip(self._run(levels), scales):
+        for (regression, probability), scale in zip(self._run(images, scales), scales):
             boxes = generate_bounding_box(regression, probability, threshold_pnet)
             boxes = upscale_bboxes(boxes, np.asarray([scale] * batch_size))
             per_level.append(smart_nms_from_bboxes(boxes, threshold=nms_pnet1, method="union", initial_sort=False))

@@ -170,20 +170,47 @@ def usable_cpus() -> int:
 
 
 def configure_cpu(intra_op: int | None = None, inter_op: int | None = None) -> tuple[int, int]:
-    """Size TensorFlow's thread pools for one inference worker: `intra_op` threads inside an operation (default:
-    the usable CPUs) and `inter_op` operations side by side (default: the usable CPUs).
+    """Size TensorFlow's thread pools for one inference worker: `intra_op` threads inside an operation and
+    `inter_op` operations side by side (default for each: TensorFlow's own TF_NUM_INTRAOP_THREADS /
+    TF_NUM_INTEROP_THREADS where set, else the usable CPUs).
 
     Must run before TensorFlow executes its first operation; once it runs, its settings stay and are returned.
     """
     import tensorflow as tf
 
+    intra_op = intra_op or int(os.environ.get("TF_NUM_INTRAOP_THREADS") or 0) or usable_cpus()
+    inter_op = inter_op or int(os.environ.get("TF_NUM_INTEROP_THREADS") or 0) or usable_cpus()
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(intra_op or usable_cpus())
-        tf.config.threading.set_inter_op_parallelism_threads(inter_op or usable_cpus())
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+        tf.config.threading.set_inter_op_parallelism_threads(inter_op)
     except RuntimeError:  # TensorFlow is already running: keep its settings
         pass
     return (tf.config.threading.get_intra_op_parallelism_threads(),
             tf.config.threading.get_inter_op_parallelism_threads())
+
+
+M_ARENA_MAX = -8  # glibc's mallopt parameter number
+MALLOC_ARENAS = 2
+
+
+def configure_memory(arenas: int = MALLOC_ARENAS) -> bool:
+    """Cap glibc's malloc arenas for a long-running server (as MALLOC_ARENA_MAX would); whether it applied.
+
+    glibc gives threads that allocate at once arenas of their own, up to 8 per core, and memory freed in one arena
+    is not reused by another: a server whose request threads and inference workers allocate image buffers kept
+    growing (`python -m benchmarks.bench_app`'s soak). With 2 arenas the freed memory is reused. Call it before the
+    server's threads start; MALLOC_ARENA_MAX set in the environment wins; elsewhere than glibc it does nothing.
+    """
+    import ctypes
+    import ctypes.util
+
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(M_ARENA_MAX, int(arenas)))
+    except (OSError, AttributeError):
+        return False
 
 
 def warm_up(verifier: Verifier) -> None:
