@@ -194,6 +194,28 @@ def test_larger_min_face_size_finds_the_same_faces(lfw_faces: list[np.ndarray]) 
     assert face_locations(tiny, min_face_size=40) == []  # smaller than the minimum face: no pyramid, no error
 
 
+def test_faces_are_looked_for_relative_to_the_image_and_small_ones_still_found(lfw_faces, monkeypatch) -> None:
+    searched: list[int] = []  # the minimum face size of each MTCNN pass (a spy: the real detector runs)
+    detector = faces._mtcnn()
+    real = detector.detect_faces
+    monkeypatch.setattr(detector, "detect_faces", lambda *a, **k: searched.append(k["min_face_size"]) or real(*a, **k))
+    face_locations(lfw_faces[0])
+    assert searched == [20]  # a 250 px LFW image: the pyramid it always had
+    searched.clear()
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    frame[90:390, 170:470] = cv2.resize(lfw_faces[0], (300, 300))  # a webcam frame with a face at arm's length
+    coarse = face_locations(frame)
+    assert searched == [38]  # 0.08 x 480 px: one pass over a quarter of the pyramid
+    fine = face_locations(frame, min_face_fraction=0)
+    assert len(coarse) == len(fine) == 1 and np.abs(coarse[0].landmarks - fine[0].landmarks).max() < 3
+    searched.clear()
+    canvas = np.full((1000, 1000, 3), 128, np.uint8)
+    canvas[500:570, 300:370] = cv2.resize(lfw_faces[0], (70, 70), interpolation=cv2.INTER_AREA)  # a face of ~25 px
+    small = face_locations(canvas)
+    assert searched == [80, 20]  # missed from 80 px up, so searched again from 20 px, and found
+    assert len(small) == 1 and 300 < small[0].box[0] < 370 and small[0].box[2] < 40
+
+
 # Princess_Elisabeth 1 (a child's face, tilted) is a clear face that MTCNN's ONet scores about 0.83: below the
 # confidence bar, above the floor.
 LOW_CONFIDENCE_FACE = ("Princess_Elisabeth", 1)

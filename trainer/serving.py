@@ -37,7 +37,7 @@ IDLE_EXIT_S = 30.0
 # time in Python (MTCNN's box handling, alignment) while TensorFlow's threads wait; a second batch in flight fills
 # those gaps. With several Verifiers in one process (an app's default model and its visitors' own), their workers
 # share these slots instead of each adding batches that compete for the cores.
-WORKERS = 2
+WORKERS = int(os.environ.get("FACEREG_INFERENCE_WORKERS", "2"))
 NETWORKS = threading.BoundedSemaphore(WORKERS)
 
 
