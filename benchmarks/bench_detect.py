@@ -4,8 +4,12 @@
 
 All detectors run on the same LFW images (250 x 250) in this process, after one warm-up call each; the table
 gives medians. Rows: eager; each network compiled, PNet called once per pyramid level as mtcnn does; FaceReg's
-detector (PNet over all levels in one call); and that with the two images of a pair in one call, as
-`Verifier.verify` does.
+detector (PNet over all levels in one call, the pyramid resized inside it); and that with the two images of a pair
+in one call, as `Verifier.verify` does.
+
+A second table puts each face, scaled to 300 x 300, into a 640 x 480 frame (a webcam picture at arm's length) and
+times `face_locations` with the pyramid from 20 px faces up (min_face_fraction=0) against from 8 % of the frame's
+shorter side (the default, MIN_FACE_FRACTION), and how far apart the landmarks of the two are.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from trainer.evaluate import LFW_DIR, read_lfw_pairs  # noqa: E402
-from trainer.faces import _mtcnn, compile_stages  # noqa: E402
+from trainer.faces import MIN_FACE_FRACTION, _mtcnn, compile_stages, face_locations  # noqa: E402
 from trainer.images import load_image  # noqa: E402
 
 
@@ -38,6 +42,29 @@ def per_image_ms(detector, images: list[np.ndarray], per_call: int = 1) -> float
         detector.detect_faces(batch, output_type="numpy")
         times.append(1000 * (time.perf_counter() - start) / per_call)
     return statistics.median(times)
+
+
+def webcam_frames(images: list[np.ndarray]) -> list[np.ndarray]:
+    """Each image scaled to 300 x 300 in the middle of a grey 640 x 480 frame."""
+    import cv2
+
+    frames = []
+    for image in images:
+        frame = np.full((480, 640, 3), 90, np.uint8)
+        frame[90:390, 170:470] = cv2.resize(image.astype(np.uint8), (300, 300))
+        frames.append(frame)
+    return frames
+
+
+def frame_ms(frames: list[np.ndarray], fraction: float) -> tuple[float, list]:
+    """Median milliseconds of `face_locations` per frame at this minimum face fraction, and the faces found."""
+    face_locations(frames[0], min_face_fraction=fraction)
+    times, found = [], []
+    for frame in frames:
+        start = time.perf_counter()
+        found.append(face_locations(frame, min_face_fraction=fraction))
+        times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times), found
 
 
 def main() -> None:
@@ -63,6 +90,18 @@ def main() -> None:
           f"({eager / compiled:.1f}x faster) |")
     print(f"| compiled, the two images of a pair in one call (Verifier.verify) | {paired:.1f} "
           f"({eager / paired:.1f}x faster) |")
+    frames = webcam_frames(images)
+    fine_ms, fine = frame_ms(frames, 0.0)
+    coarse_ms, coarse = frame_ms(frames, MIN_FACE_FRACTION)
+    same = [bool(a) and bool(b) for a, b in zip(fine, coarse)]
+    shift = max(float(np.abs(a[0].landmarks - b[0].landmarks).max()) for a, b in zip(fine, coarse) if a and b)
+    print(f"\n| `face_locations` on {len(frames)} 640 x 480 frames (median per frame) | ms | frames with a face |")
+    print("|---|---|---|")
+    print(f"| pyramid from 20 px faces up | {fine_ms:.1f} | {sum(map(bool, fine))} |")
+    print(f"| from {MIN_FACE_FRACTION:.0%} of the shorter side (38 px), the default | {coarse_ms:.1f} "
+          f"({fine_ms / coarse_ms:.1f}x faster) | {sum(map(bool, coarse))} |")
+    print(f"\nLargest landmark shift between the two, over the {sum(same)} frames where both found the face: "
+          f"{shift:.1f} px")
 
 
 if __name__ == "__main__":

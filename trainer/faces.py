@@ -26,9 +26,10 @@ DETECT_BATCH = 4
 MIN_FACE_SIZE = 20
 # ... and at least this fraction of the shorter side of the image the detector sees, so that every image gets about
 # the pyramid of a 250 px LFW image (0.08 x 250 = 20 px: LFW is detected exactly as before) and a 640 x 480 webcam
-# frame is searched from 38 px faces up rather than 20 px, a quarter of the PNet work. An image in which that finds
-# no confident face is searched again from MIN_FACE_SIZE, so small faces are still found, at the cost of a second
-# pass on those images only.
+# frame is searched from 38 px faces up rather than 20 px (`python benchmarks/bench_detect.py`: 74 -> 48 ms a frame;
+# landmarks 1.4 px from the full pyramid's at the median, as two pyramids' proposals differ). An image in which that
+# finds no confident face is searched again from MIN_FACE_SIZE, so small faces are still found, at the cost of a
+# second pass on those images only.
 MIN_FACE_FRACTION = 0.08
 # ONet's confidence bar for a face. When no candidate in an image reaches it, the best candidate at or above
 # LOW_CONFIDENCE_FLOOR is used instead, flagged `low_confidence` (results say so), rather than "no face".
