@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import re
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.bench_app import CLIENT_OPTIONS, Pairs, first_answer, free_port, load, start_server
+from benchmarks.bench_app import CLIENT_OPTIONS, Pairs, cpu_s, first_answer, free_port, load, start_server
 from trainer.evaluate import LFW_DIR, read_lfw_pairs
 
 
@@ -30,11 +29,9 @@ def thread_cpu(pid: int) -> dict[str, tuple[str, float]]:
     found = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            name = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            found[task.name] = ((task / "comm").read_text().strip(), cpu_s(pid, task.name))
         except OSError:
             continue  # the thread ended
-        found[task.name] = (name, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
     return found
 
 
