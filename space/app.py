@@ -28,8 +28,8 @@ INFERENCE = {"concurrency_id": "inference", "concurrency_limit": 4}
 VERIFY = {"concurrency_id": "verify", "concurrency_limit": 16}
 PRIVATE = {"api_visibility": "private"}
 CACHE_SWEEP_S = 300  # how often Gradio's copies of uploads and shown images are checked for age
-# Gradio's queue looks for new events every millisecond whenever none is waiting: an idle app then spends about 9 %
-# of a core (and the busy one as much, taken from the networks, with the GIL) on looking. Every 5 ms instead.
+# Gradio's queue looks for new events every millisecond whenever none is waiting, waking the event loop (and taking
+# the GIL from the inference workers) a thousand times a second. Every 5 ms instead.
 QUEUE_POLL_S = float(os.environ.get("FACEREG_QUEUE_POLL_MS", "5")) / 1000
 
 
