@@ -54,12 +54,17 @@ def test_mtcnn_finds_one_plausible_face_per_lfw_image(lfw_faces: list[np.ndarray
         assert_plausible(found[0])
 
 
-def test_mtcnn_is_traced_once_for_all_image_sizes(lfw_faces: list[np.ndarray]) -> None:
-    for size in (160, 333, 500):
-        assert face_locations(cv2.resize(lfw_faces[0], (size, size)))
-    pnet, rnet, onet = faces._mtcnn().stages
-    traces = [pnet._levels, rnet._model, onet._model]
-    assert [function.experimental_get_tracing_count() for function in traces] == [1, 1, 1]
+def test_detector_finds_what_mtcnns_own_keras_networks_find(lfw_faces: list[np.ndarray]) -> None:
+    from mtcnn import MTCNN
+
+    reference = MTCNN()  # the package's own pipeline: Keras networks, run eagerly
+    crowded = load_image(lfw_image("Tony_Blair", 1))  # a subject and a bystander
+    for image in lfw_faces[:4] + [crowded, cv2.resize(lfw_faces[4], (320, 240))]:
+        pixels = image.astype(np.float32)
+        ours = faces._mtcnn().detect_faces(pixels, output_type="numpy", threshold_onet=0.5)
+        theirs = reference.detect_faces(pixels, output_type="numpy", threshold_onet=0.5)
+        assert len(ours) > 0 and ours.shape == theirs.shape
+        np.testing.assert_allclose(ours, theirs, atol=1e-2)  # boxes, confidences and landmarks
 
 
 @pytest.mark.parametrize("size", [150, 100])
@@ -160,12 +165,12 @@ def test_batched_detection_matches_one_by_one(lfw_faces: list[np.ndarray]) -> No
             np.testing.assert_allclose(one.landmarks, many.landmarks, atol=1e-3)
 
 
-def test_one_call_pnet_gives_mtcnns_own_proposals(lfw_faces: list[np.ndarray]) -> None:
+def test_pnet_stage_gives_mtcnns_own_proposals(lfw_faces: list[np.ndarray]) -> None:
     from mtcnn.stages import StagePNet
     from mtcnn.utils.images import standarize_batch
 
     stage = faces._mtcnn().stages[0]
-    reference = StagePNet()  # mtcnn's stage: one eager call per pyramid level
+    reference = StagePNet()  # mtcnn's stage: TensorFlow's resize and the Keras PNet, one eager call per level
     for batch in ([lfw_faces[0], lfw_faces[1]], [cv2.resize(lfw_faces[3], (320, 240))]):
         normalized, shapes, _ = standarize_batch([image.astype(np.float32) for image in batch], normalize=True)
         ours = stage(images_normalized=normalized, images_oshapes=shapes)

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from trainer.errors import MultipleFacesError, NoFaceError
+from trainer.mtcnn_nets import DnnNetwork
 
 if TYPE_CHECKING:
     from mtcnn import MTCNN
@@ -100,47 +101,29 @@ def pyramid_scales(width: int, height: int, min_face_size: float, scale_factor: 
     return first * scale_factor ** np.arange(levels)
 
 
-PNET_LEVELS = 12  # pyramid levels per PNet call (12 for a 1024 px image at the default minimum face size)
-
-
 class _PyramidPNet:
-    """mtcnn's PNet stage with the whole pyramid in one compiled call, and `pyramid_scales` as the pyramid.
+    """mtcnn's PNet stage with `pyramid_scales` as the pyramid, the levels resized by OpenCV and PNet run by OpenCV's
+    DNN engine (`trainer.mtcnn_nets`).
 
-    mtcnn 1.x resizes the batch to each pyramid level with an eager TensorFlow call, then calls PNet once per level
-    (8 levels for a 250 px image), paying Python and dispatch costs at every step. Here one graph takes the batch
-    and the levels' sizes, resizes (the same area resize) and runs PNet on every level, side by side. Its signature
-    is fixed (PNET_LEVELS sizes; unused levels are 12 x 12), so it is traced once. The proposals are those of
-    mtcnn's own stage (tested).
+    mtcnn 1.x resizes the batch to each level with an eager TensorFlow call and runs its Keras PNet on it; OpenCV's
+    area resize gives the same pixels as TensorFlow's to float rounding, and the proposals are those of mtcnn's
+    own stage (tested).
     """
 
-    def __init__(self) -> None:
-        import tensorflow as tf
+    def __init__(self, network: Callable[[np.ndarray], list] | None = None) -> None:
         from mtcnn.stages import StagePNet
 
         stage = StagePNet()
-        self.id, self.name, self._model = stage.id, stage.name, stage.model
-
-        def levels(images, sizes):
-            return [
-                stage.model(tf.image.resize(images, sizes[i], method=tf.image.ResizeMethod.AREA), training=False)
-                for i in range(PNET_LEVELS)
-            ]
-
-        self._levels = tf.function(
-            levels,
-            input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32), tf.TensorSpec([PNET_LEVELS, 2], tf.int32)],
-            autograph=False,
-        )
+        self.id, self.name = stage.id, stage.name
+        self.network = _as_keras_outputs(network or DnnNetwork(stage.model, 12))
 
     def _run(self, images: np.ndarray, scales: np.ndarray) -> list:
-        """PNet's (box regression, face probability) for each pyramid scale of the batch, PNET_LEVELS per call."""
-        # mtcnn's level size: the image's (height, width) times the scale, truncated to whole pixels
-        sizes = (np.asarray(images.shape[1:3], np.float64)[None] * np.asarray(scales)[:, None]).astype(np.int32)
+        """PNet's (box regression, face probability) maps for each pyramid scale of the batch."""
+        height, width = images.shape[1:3]
         outputs = []
-        for start in range(0, len(sizes), PNET_LEVELS):
-            chunk = sizes[start : start + PNET_LEVELS]
-            padded = np.concatenate([chunk, np.full((PNET_LEVELS - len(chunk), 2), 12, np.int32)])
-            outputs += self._levels(images, padded)[: len(chunk)]
+        for scale in scales:
+            size = (int(width * scale), int(height * scale))  # mtcnn's level size: truncated to whole pixels
+            outputs.append(self.network(np.stack([cv2.resize(image, size, interpolation=cv2.INTER_AREA) for image in images])))
         return outputs
 
     def __call__(
@@ -167,13 +150,28 @@ class _PyramidPNet:
 
 @functools.cache
 def _mtcnn() -> MTCNN:
-    """The process-wide MTCNN detector: PNet over the whole pyramid in one call, RNet and ONet compiled."""
+    """The process-wide MTCNN detector: mtcnn's three stages, their networks run by OpenCV's DNN engine."""
     import mtcnn.utils.bboxes
     from mtcnn import MTCNN
     from mtcnn.stages import StageONet, StageRNet
 
     mtcnn.utils.bboxes.sort_by_scores = sort_by_scores
-    return compile_stages(MTCNN(stages=[_PyramidPNet(), StageRNet, StageONet]))
+    detector = MTCNN(stages=[_PyramidPNet(), StageRNet, StageONet])
+    for stage in detector.stages[1:]:
+        stage._model = _as_keras_outputs(DnnNetwork(stage._model, {2: 24, 3: 48}[stage.id]))
+    return detector
+
+
+class _KerasLike(np.ndarray):
+    """A network's output as a numpy array that also has the `.numpy()` mtcnn's stage code calls on Keras outputs."""
+
+    def numpy(self) -> np.ndarray:
+        return np.asarray(self)
+
+
+def _as_keras_outputs(network: Callable[[np.ndarray], list]) -> Callable[[np.ndarray], list]:
+    """A network called as mtcnn's stages call their Keras model: patches in, outputs with `.numpy()` out."""
+    return lambda patches: [out.view(_KerasLike) for out in network(np.asarray(patches))]
 
 
 def sort_by_scores(boxes: np.ndarray, scores: np.ndarray, ascending: bool = True) -> np.ndarray:
@@ -185,23 +183,6 @@ def sort_by_scores(boxes: np.ndarray, scores: np.ndarray, ascending: bool = True
     """
     order = np.argsort(scores, kind="stable")
     return boxes[order if ascending else order[::-1]]
-
-
-def compile_stages(detector: MTCNN) -> MTCNN:
-    """Wrap the networks of a detector's mtcnn stages in tf.functions (eager Keras calls are ~3x slower)."""
-    import tensorflow as tf
-
-    # Fixed input signatures (any batch; any size for PNet's levels) mean one trace per network.
-    for stage in detector.stages:
-        if isinstance(stage, _PyramidPNet):
-            continue  # compiled already, over all levels at once
-        side = {1: None, 2: 24, 3: 48}[stage.id]
-        stage._model = tf.function(
-            lambda batch, model=stage._model: model(batch, training=False),
-            input_signature=[tf.TensorSpec([None, side, side, 3], tf.float32)],
-            autograph=False,
-        )
-    return detector
 
 
 @functools.cache

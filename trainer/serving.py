@@ -214,17 +214,14 @@ def configure_memory(arenas: int = MALLOC_ARENAS) -> bool:
 
 
 def warm_up(verifier: Verifier) -> None:
-    """Trace every compiled function a verification runs (MTCNN's three networks, the embedding, the head) once,
-    ahead of the first request, on blank inputs."""
+    """Trace the embedding and the head once and build MTCNN's detector, ahead of the first request, on blank
+    inputs."""
     import numpy as np
 
-    from .faces import _mtcnn, face_locations
+    from .faces import face_locations
 
     size, dim = verifier.spec.input_size, verifier.spec.embedding_dim
     verifier.embed_chips(np.zeros((1, size, size, 3), np.uint8))
     verifier.score(np.zeros((1, dim), np.float32), np.zeros((1, dim), np.float32))
     if verifier.config.detector == "mtcnn":
-        face_locations(np.zeros((240, 320, 3), np.uint8))  # PNet over the pyramid
-        for stage in _mtcnn().stages[1:]:  # RNet and ONet run only on PNet's proposals: trace them directly
-            side = {2: 24, 3: 48}[stage.id]
-            stage._model(np.zeros((1, side, side, 3), np.float32))
+        face_locations(np.zeros((240, 320, 3), np.uint8))  # loads its networks and translates them for OpenCV

@@ -1,0 +1,147 @@
+"""MTCNN's three networks (PNet, RNet, ONet) on OpenCV's DNN engine, with the `mtcnn` package's own weights.
+
+TensorFlow runs these small networks slowly on a CPU: their layers have 10 to 64 channels, and a call costs
+milliseconds of fixed overhead whatever the batch (`python benchmarks/bench_detect.py` compares the two engines).
+OpenCV's DNN engine (`cv2.dnn`, already a dependency) runs the same layers several times faster. Each Keras network
+of `mtcnn` is translated, at first use and in memory, into the Caffe description that MTCNN was first published
+in, with its weights copied over; nothing is downloaded or written to disk. The translated network computes what
+the Keras one does, to float rounding (tested layer by layer on random inputs and on LFW images).
+
+A `cv2.dnn.Net` must not run in two threads at once: each thread gets its own copy (`DnnNetwork`).
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import cv2
+import numpy as np
+
+__all__ = ["DnnNetwork"]
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (wire type 2)."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _blob(array: np.ndarray) -> bytes:
+    """caffe.BlobProto: shape (field 7: BlobShape, dims in field 1) and packed float data (field 5)."""
+    array = np.ascontiguousarray(array, np.float32)
+    return _field(7, _field(1, b"".join(_varint(d) for d in array.shape))) + _field(5, array.tobytes())
+
+
+def _weights(layers: dict[str, list[np.ndarray]]) -> bytes:
+    """caffe.NetParameter holding only weights: a LayerParameter (field 100) per layer, name (1) and blobs (7)."""
+    return b"".join(
+        _field(100, _field(1, name.encode()) + b"".join(_field(7, _blob(b)) for b in blobs))
+        for name, blobs in layers.items()
+    )
+
+
+def caffe_description(model: Any, side: int) -> tuple[str, dict[str, list[np.ndarray]], list[str]]:
+    """A Keras MTCNN network as a Caffe prototxt (NCHW input of side x side), its weights by layer name and the
+    names of its output layers, in the Keras network's output order.
+
+    The network is a chain of Conv2D / PReLU / MaxPooling2D layers (then Permute((2, 1, 3)), Flatten, Dense and
+    PReLU), ending in two or three heads (Conv2D or Dense) on the chain's output; a softmax head gets a Softmax
+    layer. Caffe pools in ceil mode, which equals Keras's "same" and "valid" pooling at the sizes MTCNN uses
+    (tests compare the outputs).
+    """
+    import keras
+
+    lines = [f'input: "data"\ninput_dim: 1\ninput_dim: 3\ninput_dim: {side}\ninput_dim: {side}']
+    weights: dict[str, list[np.ndarray]] = {}
+    outputs: list[str] = []
+    last_prelu = max(i for i, layer in enumerate(model.layers) if isinstance(layer, keras.layers.PReLU))
+    top, height, width, permuted = "data", side, side, False
+
+    def add(name: str, kind: str, bottom: str, out: str, params: str = "") -> None:
+        lines.append(f'layer {{ name: "{name}" type: "{kind}" bottom: "{bottom}" top: "{out}" {params}}}')
+
+    for i, layer in enumerate(model.layers):
+        name, head = layer.name, i > last_prelu
+        out = name if head or not isinstance(layer, keras.layers.PReLU) else top  # PReLU works in place
+        activation = layer.get_config().get("activation", "linear")
+        if activation not in ("linear", "softmax") or (activation == "softmax" and not head):
+            raise ValueError(f"{name}: activation {activation!r} is not translated")
+        if isinstance(layer, keras.layers.Conv2D):
+            kernel, bias = layer.get_weights()
+            (size, size_x), (stride, stride_x) = layer.kernel_size, layer.strides
+            if layer.padding != "valid" or size != size_x or stride != stride_x:
+                raise ValueError(f"{name}: only square, unpadded convolutions are translated")
+            add(name, "Convolution", top, out,
+                f"convolution_param {{ num_output: {kernel.shape[-1]} kernel_size: {size} stride: {stride} }} ")
+            weights[name] = [kernel.transpose(3, 2, 0, 1), bias]  # HWIO -> OIHW
+            height, width = (height - size) // stride + 1, (width - size) // stride + 1
+        elif isinstance(layer, keras.layers.PReLU):
+            add(name, "PReLU", top, out)
+            weights[name] = [layer.get_weights()[0].reshape(-1)]
+        elif isinstance(layer, keras.layers.MaxPooling2D):
+            (size, _), (stride, _) = layer.pool_size, layer.strides
+            add(name, "Pooling", top, out, f"pooling_param {{ pool: MAX kernel_size: {size} stride: {stride} }} ")
+            height, width = (-(-(height - size) // stride) + 1, -(-(width - size) // stride) + 1)  # ceil mode
+        elif isinstance(layer, keras.layers.Permute):
+            if tuple(layer.dims) != (2, 1, 3):
+                raise ValueError(f"{name}: only Permute((2, 1, 3)) is translated")
+            permuted = True
+            continue
+        elif isinstance(layer, keras.layers.Flatten):
+            continue
+        elif isinstance(layer, keras.layers.Dense):
+            kernel, bias = layer.get_weights()
+            units = kernel.shape[1]
+            if permuted:  # the first Dense: Keras flattened (W, H, C) after the permute, Caffe flattens (C, H, W)
+                kernel = kernel.reshape(width, height, -1, units).transpose(2, 1, 0, 3).reshape(-1, units)
+                permuted = False
+            add(name, "InnerProduct", top, out, f"inner_product_param {{ num_output: {units} }} ")
+            weights[name] = [kernel.T, bias]  # (in, out) -> (out, in)
+        else:
+            raise ValueError(f"{name}: {type(layer).__name__} layers are not translated")
+        if head:
+            if activation == "softmax":
+                add(f"{name}-softmax", "Softmax", out, f"{name}-softmax")
+                out = f"{name}-softmax"
+            outputs.append(out)  # a layer's name, as cv2.dnn.Net.forward takes them
+        else:
+            top = out
+    return "\n".join(lines) + "\n", weights, outputs
+
+
+class DnnNetwork:
+    """A Keras MTCNN network run by OpenCV's DNN engine: NHWC float32 batches in, the Keras network's outputs out."""
+
+    def __init__(self, model: Any, side: int) -> None:
+        prototxt, weights, self.outputs = caffe_description(model, side)
+        self._prototxt = np.frombuffer(prototxt.encode(), np.uint8)
+        self._weights = np.frombuffer(_weights(weights), np.uint8)
+        self._side = side
+        self._local = threading.local()
+
+    def _net(self) -> cv2.dnn.Net:
+        """This thread's copy of the network (a cv2.dnn.Net must not run in two threads at once)."""
+        net = getattr(self._local, "net", None)
+        if net is None:
+            net = self._local.net = cv2.dnn.readNetFromCaffe(self._prototxt, self._weights)
+        return net
+
+    def __call__(self, batch: Any) -> list[np.ndarray]:
+        """The network's outputs for an N x H x W x 3 batch, as the Keras network gives them (NHWC maps, N x K rows)."""
+        batch = np.asarray(batch, np.float32)
+        empty = len(batch) == 0
+        if empty:  # OpenCV needs at least one image; the outputs' shapes come from a blank one
+            height, width = batch.shape[1:3] if batch.ndim == 4 else (self._side, self._side)
+            batch = np.zeros((1, height, width, 3), np.float32)
+        net = self._net()
+        net.setInput(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
+        results = [out.transpose(0, 2, 3, 1) if out.ndim == 4 else out for out in net.forward(self.outputs)]
+        return [out[:0] for out in results] if empty else results
