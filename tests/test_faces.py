@@ -247,3 +247,21 @@ def test_the_floor_leaves_confident_faces_alone(lfw_faces: list[np.ndarray]) -> 
         for a, b in zip(with_floor, without):
             assert a.box == b.box and a.confidence == b.confidence
             np.testing.assert_array_equal(a.landmarks, b.landmarks)
+
+
+def test_iou_equals_mtcnns_own() -> None:
+    import importlib.util
+
+    import mtcnn.utils.bboxes
+
+    faces._mtcnn()  # puts faces.iou in place of mtcnn's: load mtcnn's own afresh from its file
+    spec = importlib.util.spec_from_file_location("mtcnn_bboxes_as_shipped", mtcnn.utils.bboxes.__file__)
+    shipped = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shipped)
+    assert mtcnn.utils.bboxes.iou is faces.iou and shipped.iou is not faces.iou
+    rng = np.random.default_rng(0)
+    corners = rng.uniform(0, 200, (60, 2))
+    boxes = np.concatenate([corners, corners + rng.uniform(5, 80, (60, 2))], axis=1)
+    boxes[7] = boxes[3]  # a duplicate: overlap 1
+    for method in ("union", "min"):
+        np.testing.assert_array_equal(faces.iou(boxes, method), shipped.iou(boxes, method))

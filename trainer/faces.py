@@ -156,6 +156,7 @@ def _mtcnn() -> MTCNN:
     from mtcnn.stages import StageONet, StageRNet
 
     mtcnn.utils.bboxes.sort_by_scores = sort_by_scores
+    mtcnn.utils.bboxes.iou = iou
     detector = MTCNN(stages=[_PyramidPNet(), StageRNet, StageONet])
     for stage in detector.stages[1:]:
         stage._model = _as_keras_outputs(DnnNetwork(stage._model, {2: 24, 3: 48}[stage.id]))
@@ -172,6 +173,23 @@ class _KerasLike(np.ndarray):
 def _as_keras_outputs(network: Callable[[np.ndarray], list]) -> Callable[[np.ndarray], list]:
     """A network called as mtcnn's stages call their Keras model: patches in, outputs with `.numpy()` out."""
     return lambda patches: [out.view(_KerasLike) for out in network(np.asarray(patches))]
+
+
+def iou(boxes: np.ndarray, method: str = "union") -> np.ndarray:
+    """mtcnn's `iou` (the same arithmetic), used in its place: an N x N matrix of the overlaps of N boxes (row1, col1,
+    row2, col2), over their union or over the smaller box. mtcnn's first stacks the array row by row (0.4 ms for 300
+    boxes, some 20 times a pair)."""
+    boxes = np.asarray(boxes)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    a, b = boxes[None], boxes[:, None]
+    height = np.maximum(0, np.minimum(a[:, :, 2], b[:, :, 2]) - np.maximum(a[:, :, 0], b[:, :, 0]))
+    width = np.maximum(0, np.minimum(a[:, :, 3], b[:, :, 3]) - np.maximum(a[:, :, 1], b[:, :, 1]))
+    inter = height * width
+    if method == "union":
+        return inter / (area[:, None] + area[None, :] - inter)
+    if method == "min":
+        return inter / np.minimum(area[:, None], area[None, :])
+    raise ValueError("method must be 'union' or 'min'")
 
 
 def sort_by_scores(boxes: np.ndarray, scores: np.ndarray, ascending: bool = True) -> np.ndarray:
