@@ -28,16 +28,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Build and launch the app; the model loads in the background so the first answer comes sooner."""
+    """Build and launch the app; the model loads and its networks are traced in the background, so the page is up
+    sooner."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["deploy"]:
         from space.deploy import main as deploy
 
         sys.exit(deploy(argv[1:]))
     args = parse_args(argv)
-    from trainer.serving import configure_memory
+    from trainer.serving import configure_cpu, configure_memory
 
     configure_memory()  # before any server thread allocates: a flat RSS under load
+    # TensorFlow is imported here, in one thread, before the server starts threads that need it: when the warm-up and
+    # a first visitor's request imported it at once, one of them got a partially initialized module and the process
+    # was left broken ("Registering two gradient with name ...") (tests/test_app_startup.py).
+    configure_cpu()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("facereg").setLevel(logging.INFO)
     from space.app import build_app, launch
