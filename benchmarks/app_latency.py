@@ -1,0 +1,109 @@
+"""Where one visitor's /verify request spends its time, phase by phase, beside `Verifier.verify` alone.
+
+    python -m benchmarks.app_latency [--requests 30]
+
+Starts `python -m space` as `bench_app` does and waits for its first answer. Then, one request at a time on LFW pairs:
+gradio_client as an API user calls it (`Client.predict` with `handle_file`), and the same request made step by step
+over Gradio's own HTTP protocol on one kept-alive connection and one session, as a browser tab makes it (upload both
+files, join the queue, read the server-sent events until `process_completed`), timing each step; the app's own `elapsed_ms` output is the time in
+its handler from the model lookup to the answer. `Verifier.verify` on the same pairs in this process gives the
+networks' time. Prints medians in a table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from benchmarks.bench_app import CLIENT_OPTIONS, first_answer, free_port, load_verifier, single_stream, start_server
+from trainer.evaluate import LFW_DIR, read_lfw_pairs
+
+
+def protocol_steps(url: str, pair: tuple[Path, Path], threshold: float, fn_index: int, http, session: str
+                   ) -> dict[str, float]:
+    """Milliseconds of each step of one /verify request over Gradio's HTTP protocol, and the handler's own time, for
+    a visitor's session (Gradio builds a session's state at its first request: one session serves them all)."""
+    start = time.perf_counter()
+    files = []
+    for path in pair:
+        with open(path, "rb") as handle:
+            response = http.post(f"{url}/gradio_api/upload", files=[("files", (path.name, handle))])
+        files.append({"path": response.json()[0], "orig_name": path.name, "meta": {"_type": "gradio.FileData"}})
+    uploaded = time.perf_counter()
+    http.post(f"{url}/gradio_api/queue/join", json={"data": [*files, threshold], "fn_index": fn_index,
+                                                     "session_hash": session, "event_data": None, "trigger_id": None})
+    joined = time.perf_counter()
+    seen: dict[str, float] = {}
+    with http.stream("GET", f"{url}/gradio_api/queue/data?session_hash={session}") as events:
+        for line in events.iter_lines():
+            if line.startswith("data:"):
+                message = json.loads(line[5:])
+                seen.setdefault(message.get("msg"), time.perf_counter())
+                if message.get("msg") == "process_completed":
+                    output = message["output"]["data"]
+                    break
+    done = time.perf_counter()
+    started = seen.get("process_starts", joined)
+    return {
+        "upload both files (two POSTs)": 1000 * (uploaded - start),
+        "join the queue (POST)": 1000 * (joined - uploaded),
+        "wait until the queue starts it": 1000 * (started - joined),
+        "start to completed (pre/postprocess and the handler)": 1000 * (seen["process_completed"] - started),
+        "  of which the handler (its elapsed_ms output)": float(output[3]),
+        "total over the protocol": 1000 * (done - start),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the requests and print the table."""
+    import httpx
+    from gradio_client import Client, handle_file
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=30)
+    args = parser.parse_args(argv)
+    CLIENT_OPTIONS["ssl_verify"] = False
+    lfw = read_lfw_pairs(LFW_DIR)
+    pairs = [(p.path1, p.path2) for p in lfw[: 2 * args.requests : 2]]
+    genuine = next(p for p in lfw if p.same)
+    verifier = load_verifier(None)
+    threshold = verifier.threshold
+    networks, _ = single_stream(verifier, pairs)
+    work = Path(tempfile.mkdtemp(prefix="app-latency-"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = start_server(port, work, None)
+    try:
+        first_answer(f"{url}/", (genuine.path1, genuine.path2), threshold, server)
+        config = httpx.get(f"{url}/config").json()
+        fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "verify")
+        client = Client(f"{url}/", verbose=False, **CLIENT_OPTIONS)
+        steps: dict[str, list[float]] = {}
+        predicted = []
+        session = uuid.uuid4().hex[:10]
+        with httpx.Client(timeout=120) as http:
+            protocol_steps(url, pairs[0], threshold, fn_index, http, session)  # the session's first request
+            for pair in pairs:
+                begin = time.perf_counter()
+                client.predict(*(handle_file(str(p)) for p in pair), threshold, api_name="/verify")
+                predicted.append(1000 * (time.perf_counter() - begin))
+                for name, ms in protocol_steps(url, pair, threshold, fn_index, http, session).items():
+                    steps.setdefault(name, []).append(ms)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    median = statistics.median
+    print(f"\n| one visitor's /verify, {len(pairs)} LFW pairs (median ms) | ms |\n|---|---:|")
+    print(f"| `Verifier.verify` in process (the networks) | {median(networks):.0f} |")
+    print(f"| gradio_client `Client.predict` (a new connection per upload) | {median(predicted):.0f} |")
+    for name, values in steps.items():
+        print(f"| {name} | {median(values):.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
