@@ -4,8 +4,8 @@ and FaceReg's detector (the same networks on OpenCV's DNN engine).
     python benchmarks/bench_detect.py [--images 40]
 
 All detectors run on the same LFW images (250 x 250) in this process, after one warm-up call each; the table
-gives medians. Rows: eager; each Keras network compiled with `tf.function` (FaceReg's detector before it moved to
-OpenCV); FaceReg's detector (`trainer.faces`: the networks translated for `cv2.dnn` by `trainer.mtcnn_nets`); and
+gives medians. Rows: eager; each Keras network compiled with `tf.function` (how FaceReg first sped it up); FaceReg's
+detector (`trainer.faces`: the networks translated for `cv2.dnn` by `trainer.mtcnn_nets`); and
 that with the two images of a pair in one call, as `Verifier.verify` does.
 
 A second table puts each face, scaled to 300 x 300, into a 640 x 480 frame (a webcam picture at arm's length) and
@@ -99,7 +99,7 @@ def main() -> None:
     print(f"\n| MTCNN on {len(images)} LFW images (median per image, {os.cpu_count()}-core CPU) | ms |")
     print("|---|---|")
     print(f"| eager, as the `mtcnn` package runs it | {eager:.1f} |")
-    print(f"| each Keras network compiled with `tf.function` (TensorFlow, as FaceReg ran it before) | {compiled:.1f} "
+    print(f"| each Keras network compiled with `tf.function`, PNet once per pyramid level | {compiled:.1f} "
           f"({eager / compiled:.1f}x faster) |")
     print(f"| FaceReg: the networks on OpenCV's DNN engine (trainer.faces) | {ours:.1f} "
           f"({eager / ours:.1f}x faster) |")
