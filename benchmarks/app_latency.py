@@ -2,12 +2,12 @@
 
     python -m benchmarks.app_latency [--requests 30]
 
-Starts `python -m space` as `bench_app` does and waits for its first answer. Then, one request at a time on LFW pairs:
-gradio_client as an API user calls it (`Client.predict` with `handle_file`), and the same request made step by step
-over Gradio's own HTTP protocol on one kept-alive connection and one session, as a browser tab makes it (upload both
-files, join the queue, read the server-sent events until `process_completed`), timing each step; the app's own `elapsed_ms` output is the time in
-its handler from the model lookup to the answer. `Verifier.verify` on the same pairs in this process gives the
-networks' time. Prints medians in a table.
+Starts `python -m space` as `bench_app` does and waits for its first answer. Then, one request at a time on LFW
+pairs: gradio_client as an API user calls it (`Client.predict` with `handle_file`), and the same request made step
+by step over Gradio's own HTTP protocol on one kept-alive connection and one session, as a browser tab makes it
+(upload both files, join the queue, read the server-sent events until `process_completed`), timing each step; the
+app's own `elapsed_ms` output is the time in its handler from the model lookup to the answer. `Verifier.verify` on
+the same pairs in this process gives the networks' time. Prints medians in a table.
 """
 from __future__ import annotations
 
