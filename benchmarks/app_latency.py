@@ -19,7 +19,14 @@ import time
 import uuid
 from pathlib import Path
 
-from benchmarks.bench_app import CLIENT_OPTIONS, first_answer, free_port, load_verifier, single_stream, start_server
+from benchmarks.bench_app import (
+    CLIENT_OPTIONS,
+    first_answer,
+    free_port,
+    load_verifier,
+    single_stream,
+    start_server,
+)
 from trainer.evaluate import LFW_DIR, read_lfw_pairs
 
 

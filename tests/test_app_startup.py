@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -13,17 +12,12 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
-from tests.app_helpers import lfw
 from space.models import DEFAULT_HEAD_FILE
+from space.testing import free_port
+from tests.app_helpers import lfw
 from tests.conftest import needs_lfw
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

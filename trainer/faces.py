@@ -132,7 +132,12 @@ class _PyramidPNet:
         nms_pnet1=0.5, nms_pnet2=0.7, **kwargs,
     ) -> np.ndarray:
         """Square proposal boxes for the batch, as mtcnn's StagePNet returns them."""
-        from mtcnn.utils.bboxes import generate_bounding_box, resize_to_square, smart_nms_from_bboxes, upscale_bboxes
+        from mtcnn.utils.bboxes import (
+            generate_bounding_box,
+            resize_to_square,
+            smart_nms_from_bboxes,
+            upscale_bboxes,
+        )
 
         pyramids = [pyramid_scales(shape[1], shape[0], min_face_size, scale_factor) for shape in images_oshapes]
         scales = max(pyramids, key=len)  # as mtcnn's apply_scales: the longest pyramid of the batch
