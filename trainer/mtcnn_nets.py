@@ -1,11 +1,12 @@
 """MTCNN's three networks (PNet, RNet, ONet) on OpenCV's DNN engine, with the `mtcnn` package's own weights.
 
-TensorFlow runs these small networks slowly on a CPU: their layers have 10 to 64 channels, and a call costs
-milliseconds of fixed overhead whatever the batch (`python benchmarks/bench_detect.py` compares the two engines).
-OpenCV's DNN engine (`cv2.dnn`, already a dependency) runs the same layers several times faster. Each Keras network
-of `mtcnn` is translated, at first use and in memory, into the Caffe description that MTCNN was first published
-in, with its weights copied over; nothing is downloaded or written to disk. The translated network computes what
-the Keras one does, to float rounding (tested layer by layer on random inputs and on LFW images).
+TensorFlow runs these small networks slowly on a CPU: their layers have 10 to 64 channels and their batches are
+small, so its per-call and per-operation costs dominate. OpenCV's DNN engine (`cv2.dnn`, already a dependency) runs
+them faster (`python benchmarks/bench_detect.py` compares the detector on both engines). Each Keras network of
+`mtcnn` is translated, at first use and in memory, into the Caffe description that MTCNN was first published in,
+with its weights copied over; nothing is downloaded or written to disk. The translated network computes what the
+Keras one does, to float rounding (tested on random inputs at every pyramid size, and the whole detector on LFW
+images).
 
 A `cv2.dnn.Net` must not run in two threads at once: each thread gets its own copy (`DnnNetwork`).
 """
