@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         predicted = []
         session = uuid.uuid4().hex[:10]
         with httpx.Client(timeout=120) as http:
-            protocol_steps(url, pairs[0], threshold, fn_index, http, session)  # the session's first request
+            first = protocol_steps(url, pairs[0], threshold, fn_index, http, session)  # the session's first request
             for pair in pairs:
                 begin = time.perf_counter()
                 client.predict(*(handle_file(str(p)) for p in pair), threshold, api_name="/verify")
@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| gradio_client `Client.predict` (a new connection per upload) | {median(predicted):.0f} |")
     for name, values in steps.items():
         print(f"| {name} | {median(values):.0f} |")
+    print(f"| join the queue, a session's first request (Gradio builds the session's state) | "
+          f"{first['join the queue (POST)']:.0f} |")
     return 0
 
 
