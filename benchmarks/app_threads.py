@@ -1,5 +1,5 @@
-"""Where the app's CPU goes under load, thread by thread: TensorFlow's own threads, the inference workers, Gradio's
-event loop (uploads, queue, server-sent events, file routes), the request handlers; and the clients.
+"""Where the app's CPU goes under load, thread by thread: TensorFlow's and OpenCV's own threads, the inference
+workers, Gradio's event loop (uploads, queue, server-sent events, file routes), the request handlers; and the clients.
 
     python -m benchmarks.app_threads [--clients 8] [--duration 30]
 
@@ -7,7 +7,8 @@ Starts `python -m space` as `bench_app` does, warms it up, then `--clients` grad
 back to back on LFW pairs for `--duration` seconds. Each of the server's threads' CPU time is read from
 /proc/<pid>/task before and after; Python threads are named from `py-spy dump` (needs `py-spy`, in
 requirements-bench.txt), the others by their OS name (TensorFlow's inter-op pool is `tf_Compute`; its intra-op
-threads and other native threads show as `native:python`). Prints CPU milliseconds per answered pair.
+threads, OpenCV's thread pool and other native threads show as `native:python`). Prints CPU milliseconds per
+answered pair.
 """
 from __future__ import annotations
 

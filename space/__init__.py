@@ -10,6 +10,7 @@ from hub_tools.config import apply_env
 apply_env()
 # Gradio's queue keeps a record of every event (visitor session, time, status; the last 10,000 by default) and
 # rebuilds a pandas summary of all of them after each event, for its monitoring page, which this app does not
-# use: CPU on every request that grows with the app's uptime. Keep the last 500 and summarise every 100 events. (Set either variable to choose otherwise.)
+# use: CPU on every request that grows with the app's uptime. Keep the last 500 and summarise every 100 events.
+# (Set either variable to choose otherwise.)
 os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "500")
 os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "100")

@@ -28,8 +28,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Build and launch the app; the model loads and its networks are traced in the background, so the page is up
-    sooner."""
+    """Build and launch the app: TensorFlow is imported first, then the model loads and its networks are traced in the
+    background while the page is up."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["deploy"]:
         from space.deploy import main as deploy
