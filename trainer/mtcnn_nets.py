@@ -18,7 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-__all__ = ["DnnNetwork"]
+__all__ = ["DnnNetwork", "caffe_description"]
 
 
 def _varint(value: int) -> bytes:
