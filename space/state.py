@@ -85,7 +85,10 @@ def user_errors(action: str, *secrets: str) -> Iterator[None]:
 
 
 def image_path(value: Any, what: str) -> Any:
-    """An uploaded/webcam value, or a readable gr.Error when it is missing."""
+    """An uploaded/webcam value (Gradio's FileData, as a dict where an event skips preprocessing, gives its file's
+    path), or a readable gr.Error when it is missing."""
+    if isinstance(value, dict):
+        value = value.get("path")
     if value is None or (isinstance(value, (str, Path)) and not str(value)):
         raise fail(f"Add {what} first (upload a photo or take one with the webcam).", title="Missing image")
     return value

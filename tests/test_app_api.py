@@ -73,6 +73,36 @@ def test_the_chips_shown_are_the_aligned_faces_and_no_file(client, app):
     assert "/file=" not in chips and 'alt="Aligned face 1"' in chips
 
 
+def test_verify_reads_only_images_uploaded_to_the_app(app):
+    """/verify skips Gradio's preprocessing of its images: a request naming a file on the server (here an LFW face)
+    instead of uploading it must still be refused, while the same face uploaded is verified."""
+    import json
+    import uuid
+
+    import httpx
+
+    config = httpx.get(f"{app.url}config").json()
+    fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "verify")
+    face = lfw_image("Colin_Powell", 1)
+
+    def completed(http: httpx.Client, image: dict) -> dict:
+        session = uuid.uuid4().hex
+        http.post("/queue/join", json={"data": [image, image, 0.5], "fn_index": fn_index, "session_hash": session,
+                                       "event_data": None, "trigger_id": None}).raise_for_status()
+        with http.stream("GET", f"/queue/data?session_hash={session}") as events:
+            messages = (json.loads(line[5:]) for line in events.iter_lines() if line.startswith("data:"))
+            return next(message for message in messages if message.get("msg") == "process_completed")
+
+    with httpx.Client(base_url=f"{app.url}gradio_api", timeout=120) as http:
+        with face.open("rb") as handle:
+            uploaded = http.post("/upload", files=[("files", (face.name, handle))]).json()[0]
+        meta = {"orig_name": face.name, "meta": {"_type": "gradio.FileData"}}
+        answer = completed(http, {"path": uploaded, **meta})
+        refused = completed(http, {"path": str(face), **meta})
+    assert answer["success"] is True and answer["output"]["data"][4]["is_match"]
+    assert refused["success"] is False and "data" not in refused["output"]
+
+
 def test_every_action_is_a_named_endpoint(client):
     assert ENDPOINTS <= set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
 

@@ -102,7 +102,7 @@ def test_large_image_loads_at_full_resolution() -> None:
     ("source", "label", "message"),
     [
         (b"", "<bytes>", "empty"),
-        (b"\x00\x01 random bytes", "<bytes>", "not a readable image"),
+        (b"\x00\x01 random bytes", "<bytes>", "not an image that can be read"),
         (b"\xff\xd8\xff\xe0 a JPEG header, then junk", "<bytes>", "corrupt or truncated"),
         (encode(Image.new("RGB", (1, 1)), "PNG"), "<bytes>", f"at least {MIN_SIDE} px"),
         (np.zeros((1, 1, 3), np.uint8), "<array>", "1x1"),
@@ -122,7 +122,7 @@ def test_bad_files_are_named(tmp_path: Path, face_path: Path) -> None:
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "notes.txt").write_text("not an image\n")
     (tmp_path / "half.jpg").write_bytes(face_path.read_bytes()[:4000])
-    cases = {"missing.jpg": "no such file", "empty.jpg": "empty", "notes.txt": "not a readable image",
+    cases = {"missing.jpg": "no such file", "empty.jpg": "empty", "notes.txt": "not an image that can be read",
              "half.jpg": "truncated", ".": "not a file"}
     for file, message in cases.items():
         with pytest.raises(ImageDecodeError, match=message) as error:

@@ -66,7 +66,9 @@ def _decode(data: bytes, label: str) -> np.ndarray:
         image = Image.open(io.BytesIO(data))
         _check_pixels(image, label)
         image.load()
-    except (UnidentifiedImageError, Image.DecompressionBombError) as error:
+    except UnidentifiedImageError:
+        raise ImageDecodeError(f"{label}: not an image that can be read (use a JPEG, PNG or WebP photo)") from None
+    except Image.DecompressionBombError as error:
         raise ImageDecodeError(f"{label}: not a readable image ({error})") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageDecodeError(f"{label}: the image data is corrupt or truncated ({error})") from error
