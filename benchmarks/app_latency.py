@@ -9,7 +9,8 @@ by step over Gradio's own HTTP protocol on one kept-alive connection and one ses
 app's own `elapsed_ms` output is the time in its handler from the model lookup to the answer, and its `timing_ms`
 the networks' part of it. `Verifier.verify` on the same pairs in this process gives the networks' time twice:
 before the app starts, and between the app's requests, where the two processes' networks take turns on the same CPU
-caches, as the app's networks and its clients do. Prints medians in a table.
+caches, as the app's networks and its clients do. The server runs with GRADIO_PROFILING=1, and Gradio's own timing of
+its phases (queue wait, preprocessing, the handler, postprocessing) follows. Prints medians in tables.
 """
 from __future__ import annotations
 
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="app-latency-"))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = start_server(port, work, None)
+    server = start_server(port, work, None, {"GRADIO_PROFILING": "1"})  # Gradio's own timing of each phase
     try:
         first_answer(f"{url}/", (genuine.path1, genuine.path2), threshold, server)
         config = httpx.get(f"{url}/config").json()
@@ -106,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
                 begin = time.perf_counter()
                 verifier.verify(*pair)
                 beside.append(1000 * (time.perf_counter() - begin))
+        traces = [trace for trace in httpx.get(f"{url}/gradio_api/profiling/traces").json()
+                  if trace.get("fn_name") == "verify"][1:]  # without the session's first request
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -118,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {median(values):.0f} |")
     print(f"| join the queue, a session's first request (Gradio builds the session's state) | "
           f"{first['join the queue (POST)']:.0f} |")
+    print(f"\n| Gradio's own phases of the same {len(traces)} requests (GRADIO_PROFILING, median ms) | ms |\n|---|---:|")
+    for phase in ("queue_wait", "preprocess", "fn_call", "postprocess", "total"):
+        print(f"| {phase} | {median(trace[phase + '_ms'] for trace in traces):.1f} |")
     return 0
 
 

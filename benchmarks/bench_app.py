@@ -142,10 +142,11 @@ def single_stream(verifier, pairs: list[tuple[Path, Path]]) -> tuple[list[float]
     return times, 1000 * (time.process_time() - cpu) / len(pairs)
 
 
-def start_server(port: int, work: Path, model_dir: str | None) -> subprocess.Popen:
-    """`python -m space` on port, with a fresh HF_HOME and capture folder."""
+def start_server(port: int, work: Path, model_dir: str | None, extra_env: dict[str, str] | None = None
+                 ) -> subprocess.Popen:
+    """`python -m space` on port, with a fresh HF_HOME and capture folder (and `extra_env` set)."""
     env = {**os.environ, "HF_HOME": str(work / "hf-home"), "FACEREG_DATA_DIR": str(work / "workspaces"),
-           "GRADIO_ANALYTICS_ENABLED": "False"}
+           "GRADIO_ANALYTICS_ENABLED": "False", **(extra_env or {})}
     if model_dir:
         env["FACEREG_MODEL_DIR"] = model_dir
     return subprocess.Popen([sys.executable, "-m", "space", "--port", str(port)], cwd=REPO_ROOT, env=env,
