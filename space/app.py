@@ -162,8 +162,8 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
                     refresh_button = gr.Button("Refresh")
 
         # preprocess=False: Gradio still checks that each image is one of its uploads, but skips the images'
-        # preprocessing (a PIL header read and a thread hop each; 8 -> 2.5 ms a request by GRADIO_PROFILING);
-        # the handler decodes the files itself, as it must anyway.
+        # preprocessing (a PIL header read and a thread hop each; `python -m benchmarks.app_latency` prints Gradio's
+        # phases); the handler decodes the files itself, as it must anyway.
         verify_button.click(actions.verify, [image1, image2, threshold],
                             [chips, verdict, score, elapsed, details], api_name="verify", preprocess=False, **VERIFY)
 

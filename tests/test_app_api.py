@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
+import uuid
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
@@ -76,11 +79,6 @@ def test_the_chips_shown_are_the_aligned_faces_and_no_file(client, app):
 def test_verify_reads_only_images_uploaded_to_the_app(app):
     """/verify skips Gradio's preprocessing of its images: a request naming a file on the server (here an LFW face)
     instead of uploading it must still be refused, while the same face uploaded is verified."""
-    import json
-    import uuid
-
-    import httpx
-
     config = httpx.get(f"{app.url}config").json()
     fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "verify")
     face = lfw_image("Colin_Powell", 1)
