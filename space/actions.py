@@ -105,7 +105,7 @@ class Actions:
     def _enroll(self, workspace: Workspace, images: list, names: list[str]) -> tuple[int, list[str]]:
         """Save the face of each image as an enrolled anchor (the same image twice is kept once)."""
         anchors = workspace.enrolled.root / "anchor"
-        stems = [_enrolled_stem(image, name) for image, name in zip(images, names)]  # each image read once
+        stems = [_enrolled_stem(image, name, workspace.root.name) for image, name in zip(images, names)]
         fresh = [(image, name, stem) for image, name, stem in zip(images, names, stems)
                  if not (anchors / f"{stem}.jpg").is_file()]
         workspace.check_anchor_room(len(fresh))
@@ -420,9 +420,13 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def _enrolled_stem(image: Any, name: str) -> str:
-    """The file stem of an enrolled anchor: a hash of the image (so enrolling it again keeps one) and its name."""
-    digest = hashlib.sha256()
+def _enrolled_stem(image: Any, name: str, salt: str) -> str:
+    """The file stem of an enrolled anchor: a hash of the image (so enrolling it again keeps one) and its name.
+
+    The hash is salted with something unique to the workspace, so two visitors' anchors never share a name (see
+    `forget_cached_copies`). The image is read once.
+    """
+    digest = hashlib.sha256(salt.encode())
     if isinstance(image, (str, Path)) and Path(image).is_file():
         digest.update(Path(image).read_bytes())
     elif hasattr(image, "tobytes"):

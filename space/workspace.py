@@ -213,18 +213,26 @@ class Workspace:
 
 
 def forget_cached_copies(files: list[Path]) -> None:
-    """Delete the copies Gradio's cache keeps of these files (a folder named by the hash of each file's bytes)."""
+    """Delete the copies Gradio's cache keeps of these files: each is `<hash of its bytes>/<its name>`.
+
+    Only the copy under the file's own name goes. Another visitor who saved the same bytes shares the hash folder
+    but not the name (capture and anchor names are unique to a workspace), and keeps their copy.
+    """
     from gradio.processing_utils import hash_file
     from gradio.utils import get_upload_folder
+    from gradio_client.utils import strip_invalid_filename_characters
 
     cache = Path(get_upload_folder())
     for path in files:
         try:
-            copy = cache / hash_file(path)
+            folder = cache / hash_file(path)
         except OSError:
             continue
-        if copy.is_dir():
-            shutil.rmtree(copy, ignore_errors=True)
+        (folder / strip_invalid_filename_characters(path.name)).unlink(missing_ok=True)
+        try:
+            folder.rmdir()  # only when no other copy is left in it
+        except OSError:
+            pass
 
 
 def default_data_dir() -> Path:

@@ -95,6 +95,23 @@ def test_a_visitor_sees_nothing_of_another(app, hub_server, hub_repo_id, monkeyp
     assert fresh["repo"] is None and workspace_of(app, a).captures.total() == 0
 
 
+def test_deleting_ones_data_leaves_anothers_identical_files_shown(app):
+    """Gradio caches a shown file in a folder named by its bytes: two visitors who save the same face share that
+    folder, and one deleting their data must not take away what the other is shown."""
+    a, b = Client(app.url, verbose=False, download_files=False), Client(app.url, verbose=False, download_files=False)
+    same = lfw("Hugo_Chavez", 4)
+    shown = {}
+    for name, client in (("a", a), ("b", b)):
+        _, anchors = client.predict([same], api_name="/enroll_anchors")[:2]
+        _, _, captures, _ = client.predict([same], "anchor", api_name="/capture")
+        shown[name] = [anchors[0]["image"]["url"], captures[0]["image"]["url"]]
+    assert all(fetch(url) == 200 for urls in shown.values() for url in urls)
+    assert "Deleted all your data" in a.predict(api_name="/delete_my_data")
+    assert [fetch(url) for url in shown["a"]] == [403, 403]
+    assert [fetch(url) for url in shown["b"]] == [200, 200]
+    b.predict(api_name="/delete_my_data")
+
+
 def test_an_idle_visitors_workspace_expires(tmp_path):
     from space.testing import running_app
 

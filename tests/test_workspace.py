@@ -90,10 +90,17 @@ def test_delete_removes_gradios_cached_copies(tmp_path, monkeypatch):
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
     spaces = Workspaces(tmp_path / "workspaces")
     workspace = spaces.get(visitor("a"))
-    copy = Path(save_file_to_cache(add_capture(workspace), str(tmp_path / "gradio")))
-    assert copy.is_file()
+    mine = add_capture(workspace)
+    other = spaces.get(visitor("b"))
+    theirs = add_capture(other)  # the same picture: the same bytes, another name
+    copy, their_copy = (Path(save_file_to_cache(p, str(tmp_path / "gradio"))) for p in (mine, theirs))
+    assert theirs.read_bytes() == mine.read_bytes() and theirs.name != mine.name
+    assert copy.is_file() and their_copy.parent == copy.parent  # Gradio's cache folder is named by the bytes
     spaces.delete(workspace)
     assert not copy.exists() and not workspace.root.exists()
+    assert their_copy.is_file()  # the other visitor's copy stays
+    spaces.delete(other)
+    assert not copy.parent.exists()
     forget_cached_copies([tmp_path / "missing.jpg"])  # a file already gone is no error
 
 
