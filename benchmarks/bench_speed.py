@@ -1,13 +1,15 @@
 """Verification speed and memory on this CPU, side by side with `face_recognition` on the same images.
 
-    python benchmarks/bench_speed.py [--pairs 10] [--repeats 3] [--xla]
+    python benchmarks/bench_speed.py [--pairs 10] [--repeats 3] [--xla] [--opencv]
 
 Rows (medians): end to end for one pair from two image files (decode, detect, align, embed, head), the
 same for `face_recognition` (dlib HOG detector + 5-point landmarks + the same ResNet, `face_encodings` on both files
 and `face_distance`), the two pipelines alternating pair by pair (the speed-up); then each pipeline on all the pairs
 back to back, in turns, as a service running only one of them would (pair by pair, each evicts the other's weights
 from the CPU caches); embedding alone at batch 1 and 32; and, in fresh processes, the cold start from `python` to
-the first verification and that process's peak memory (max RSS).
+the first verification and that process's peak memory (max RSS). `--xla` and `--opencv` add the embedding network
+alone, one pass per face, as FaceReg compiles it beside XLA or OpenCV's DNN engine (an ONNX translation made here,
+in memory, for this comparison only: FaceReg does not ship it).
 Needs `pip install -r requirements-bench.txt` and `pip install --no-deps face_recognition` for the peer.
 """
 from __future__ import annotations
@@ -65,6 +67,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--xla", action="store_true",
                         help="also time the embedding compiled with XLA (jit_compile) at batch 4 and 16")
+    parser.add_argument("--opencv", action="store_true",
+                        help="also time the embedding on OpenCV's DNN engine at batch 1, 4 and 16 (needs onnx)")
     args = parser.parse_args()
 
     import face_recognition
@@ -107,6 +111,7 @@ def main() -> None:
     batch32 = timed(lambda: verifier.embed_chips(chips), 5)
     colds = [cold_start(*pairs[0]) for _ in range(args.repeats)]
     xla_rows = xla_embedding(verifier, chips, args.repeats) if args.xla else []
+    xla_rows += opencv_embedding(verifier, chips, args.repeats) if args.opencv else []
 
     flip = " (with test-time flip: 2 forward passes per face)" if verifier.config.flip else ""
     m = statistics.median
@@ -157,6 +162,99 @@ def xla_embedding(verifier: Verifier, chips: np.ndarray, repeats: int) -> list[s
         m = statistics.median
         rows.append(f"| embedding, one pass, batch {batch}: compiled / XLA (first call {compile_s:.1f} s) | "
                     f"{m(ours) / batch:.1f} / {m(theirs) / batch:.1f} ms per face |")
+    return rows
+
+
+def dlib_resnet_onnx(model) -> bytes:
+    """The dlib_resnet Keras network as an ONNX model (NCHW float32 input "image", 128-d output), for cv2.dnn."""
+    import keras
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from trainer.dlib_resnet import RGB_MEANS, ZeroPadAdd
+
+    nodes, weights, tops = [], [], {}
+
+    def constant(name: str, value, dtype=np.float32) -> str:
+        weights.append(numpy_helper.from_array(np.asarray(value, dtype), name))
+        return name
+
+    def add(op: str, inputs: list[str], name: str, **attributes) -> str:
+        nodes.append(helper.make_node(op, inputs, [name], name=name, **attributes))
+        return name
+
+    centred = add("Sub", ["image", constant("means", np.reshape(RGB_MEANS, (1, 3, 1, 1)))], "centred")
+    tops[model.get_layer("dlib_input").output.name] = add("Mul", [centred, constant("scale", [[[[1 / 256]]]])],
+                                                          "dlib_input")
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.InputLayer, keras.layers.Normalization)):
+            continue
+        inputs = [tops[t.name] for t in (layer.input if isinstance(layer.input, list) else [layer.input])]
+        name = layer.name
+        if isinstance(layer, keras.layers.Conv2D):
+            kernel, bias = layer.get_weights()
+            size, stride = layer.kernel_size[0], layer.strides[0]
+            pads = [size // 2] * 4 if layer.padding == "same" else [0] * 4
+            top = add("Conv", [*inputs, constant(f"{name}_w", kernel.transpose(3, 2, 0, 1)), constant(f"{name}_b", bias)],
+                      name, kernel_shape=[size, size], strides=[stride, stride], pads=pads)
+        elif isinstance(layer, keras.layers.ReLU):
+            top = add("Relu", inputs, name)
+        elif isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
+            op = "MaxPool" if isinstance(layer, keras.layers.MaxPooling2D) else "AveragePool"
+            top = add(op, inputs, name, kernel_shape=list(layer.pool_size), strides=list(layer.strides))
+        elif isinstance(layer, (ZeroPadAdd, keras.layers.Add)):
+            shapes = [tuple(t.shape[1:]) for t in layer.input]
+            target = [max(dims) for dims in zip(*shapes)]
+            padded = []
+            for i, (top, shape) in enumerate(zip(inputs, shapes)):
+                height, width, channels = (t - d for t, d in zip(target, shape))  # zeros at the end of each axis
+                if height or width or channels:
+                    ends = constant(f"{name}_pads{i}", [0, 0, 0, 0, 0, channels, height, width], np.int64)
+                    top = add("Pad", [top, ends], f"{name}_pad{i}")
+                padded.append(top)
+            top = add("Add", padded, name)
+        elif isinstance(layer, keras.layers.GlobalAveragePooling2D):
+            top = add("Flatten", [add("GlobalAveragePool", inputs, f"{name}_map")], name)
+        elif isinstance(layer, keras.layers.Dense):
+            top = add("MatMul", [*inputs, constant(f"{name}_w", layer.get_weights()[0])], name)
+        else:
+            raise ValueError(f"{name}: {type(layer).__name__} is not translated")
+        tops[layer.output.name] = top
+    graph = helper.make_graph(nodes, "dlib_resnet", [helper.make_tensor_value_info("image", TensorProto.FLOAT,
+                                                                                   [None, 3, 150, 150])],
+                              [helper.make_tensor_value_info(top, TensorProto.FLOAT, [None, 128])], weights)
+    return onnx.helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+
+
+def opencv_embedding(verifier: Verifier, chips: np.ndarray, repeats: int) -> list[str]:
+    """Table rows: the embedding network (one forward pass, no flip) as the Verifier compiles it and on OpenCV's DNN
+    engine, per face, alternating; and the largest difference between their descriptors."""
+    import cv2
+    import tensorflow as tf
+
+    from trainer.networks import siamese_parts
+
+    embedding, _ = siamese_parts(verifier.model)
+    size = verifier.spec.input_size
+    plain = tf.function(lambda x: embedding(x, training=False),
+                        input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
+    net = cv2.dnn.readNetFromONNX(np.frombuffer(dlib_resnet_onnx(embedding), np.uint8))
+
+    def opencv(x: np.ndarray) -> np.ndarray:
+        net.setInput(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+        return net.forward()
+
+    rows = []
+    for batch in (1, 4, 16):
+        x = verifier.spec.prepare(chips[:batch]).astype(np.float32)
+        difference = float(np.abs(plain(tf.constant(x)).numpy() - opencv(x)).max())
+        ours, theirs = [], []
+        for _ in range(10 * repeats):
+            ours += timed(lambda: plain(tf.constant(x)).numpy(), 1)
+            theirs += timed(lambda: opencv(x), 1)
+        m = statistics.median
+        rows.append(f"| embedding, one pass, batch {batch}: compiled / OpenCV DNN (descriptors within {difference:.0e}) | "
+                    f"{m(ours) / batch:.1f} / {m(theirs) / batch:.1f} ms per face ({m(ours) / m(theirs):.2f}x) |")
     return rows
 
 
