@@ -16,7 +16,7 @@ from space.capture import CATEGORIES, CaptureStore
 from space.components import chips_html
 from space.models import Models
 from space.state import fail, hub_token, image_path, log, secrets_of, user_errors
-from space.workspace import MB, Workspace, Workspaces
+from space.workspace import MB, Workspace, Workspaces, forget_cached_copies
 
 GALLERY_LIMIT = 60
 RUN_BYTES = 40 * MB  # room made on disk before a training run (a dlib_resnet model folder is about 25 MB)
@@ -154,7 +154,7 @@ class Actions:
         """Remove every enrolled anchor."""
         workspace = self._workspace(request, profile)
         for path in workspace.anchor_files():
-            workspace.enrolled.delete(path)
+            workspace.enrolled.delete(path, before=forget_cached_copies)
         workspace.anchor_embeddings = None
         return self.anchors_view(request, profile)
 
@@ -290,7 +290,7 @@ class Actions:
             raise fail("Select an image in the gallery first.", title="Nothing selected")
         workspace = self._workspace(request, profile)
         try:
-            found = workspace.captures.delete(workspace.captures.root / caption)
+            found = workspace.captures.delete(workspace.captures.root / caption, before=forget_cached_copies)
         except ValueError as exc:
             raise fail(str(exc), title="Delete failed") from None
         if not found:

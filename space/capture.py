@@ -7,7 +7,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -100,8 +100,11 @@ class CaptureStore:
         """Number of saved images in all categories."""
         return sum(self.counts().values())
 
-    def delete(self, path: str | Path) -> bool:
-        """Delete one saved image; only files inside this store's category folders can be deleted."""
+    def delete(self, path: str | Path, before: Callable[[list[Path]], None] | None = None) -> bool:
+        """Delete one saved image; only files inside this store's category folders can be deleted.
+
+        before: called with the file just before it goes (the app forgets the copy Gradio's cache shows of it).
+        """
         target = Path(path).resolve()
         allowed = {(self.root / c).resolve() for c in CATEGORIES}
         if target.parent not in allowed or target.suffix != ".jpg":
@@ -109,5 +112,7 @@ class CaptureStore:
         with self._lock:
             if not target.exists():
                 return False
+            if before is not None:
+                before([target])
             target.unlink()
             return True

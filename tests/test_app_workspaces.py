@@ -112,6 +112,18 @@ def test_deleting_ones_data_leaves_anothers_identical_files_shown(app):
     b.predict(api_name="/delete_my_data")
 
 
+def test_a_deleted_capture_or_anchor_is_no_longer_shown(app):
+    client = Client(app.url, verbose=False, download_files=False)
+    _, anchors = client.predict([lfw("Jean_Chretien", 2)], api_name="/enroll_anchors")[:2]
+    _, _, captures, _ = client.predict([lfw("Jean_Chretien", 3)], "positive", api_name="/capture")
+    shown = [anchors[0]["image"]["url"], captures[0]["image"]["url"]]
+    assert [fetch(url) for url in shown] == [200, 200]
+    client.predict(api_name="/clear_anchors")
+    status = client.predict(captures[0]["caption"], "positive", api_name="/delete_capture")[0]
+    assert status.startswith("Deleted") and [fetch(url) for url in shown] == [403, 403]
+    client.predict(api_name="/delete_my_data")
+
+
 def test_an_idle_visitors_workspace_expires(tmp_path):
     from space.testing import running_app
 
