@@ -23,8 +23,8 @@ from space.workspace import Workspaces  # noqa: E402
 
 BACKBONE_CHOICES = ("dlib_resnet", "classic")  # trainer.networks.BACKBONES, without importing TensorFlow here
 INFERENCE = {"concurrency_id": "inference", "concurrency_limit": 4}
-# /verify handlers only decode their images and wait for the model's inference worker (trainer.serving), which
-# serves up to MAX_PAIRS waiting requests together: let that many and the next batch's reach it.
+# /verify handlers only decode their images and wait for the model's inference workers (trainer.serving), which take
+# the waiting requests in turn: many may wait there, so that Gradio's queue never holds a decoded request back.
 VERIFY = {"concurrency_id": "verify", "concurrency_limit": 16}
 PRIVATE = {"api_visibility": "private"}
 CACHE_SWEEP_S = 300  # how often Gradio's copies of uploads and shown images are checked for age

@@ -31,7 +31,10 @@ if TYPE_CHECKING:
     from .verify import PairRequest, Verifier
 
 T = TypeVar("T")
-MAX_PAIRS = 8  # pairs served together at most: 16 images detected at once bounds the memory a batch holds
+# Pairs served together at most. Bigger batches cost less CPU a pair in process (`verify_many`), but in the app at 8
+# clients batches of up to 8 gave no more pairs/s than batches of 2 and a worse p95 (1.2-1.25 s against 0.88-0.91 s,
+# `python -m benchmarks.bench_app`, README): with two workers, a long batch holds whatever arrives just after it.
+MAX_PAIRS = 2
 IDLE_EXIT_S = 30.0
 # Worker threads per Verifier, and batches in flight in the whole process. A batch spends about a quarter of its
 # time in Python (MTCNN's box handling, alignment) while TensorFlow's threads wait; a second batch in flight fills
