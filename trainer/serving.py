@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 # Pairs served together at most. Bigger batches cost less CPU a pair in process (`verify_many`), but in the app at 8
-# clients batches of up to 8 gave no more pairs/s than batches of 2 and a worse p95 (1.2-1.25 s against 0.88-0.91 s,
+# clients batches of up to 8 gave no more pairs/s than batches of 2 and a worse p95 (1.19-1.25 s against 0.88-0.91 s,
 # `python -m benchmarks.bench_app`, README): with two workers, a long batch holds whatever arrives just after it.
 MAX_PAIRS = 2
 IDLE_EXIT_S = 30.0
