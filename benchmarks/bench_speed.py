@@ -110,8 +110,8 @@ def main() -> None:
     batch1 = timed(lambda: verifier.embed_chips(chips[:1]), 20)
     batch32 = timed(lambda: verifier.embed_chips(chips), 5)
     colds = [cold_start(*pairs[0]) for _ in range(args.repeats)]
-    xla_rows = xla_embedding(verifier, chips, args.repeats) if args.xla else []
-    xla_rows += opencv_embedding(verifier, chips, args.repeats) if args.opencv else []
+    engine_rows = xla_embedding(verifier, chips, args.repeats) if args.xla else []
+    engine_rows += opencv_embedding(verifier, chips, args.repeats) if args.opencv else []
 
     flip = " (with test-time flip: 2 forward passes per face)" if verifier.config.flip else ""
     m = statistics.median
@@ -132,8 +132,20 @@ def main() -> None:
     print(f"| embedding alone, batch 32{flip} | {m(batch32):.0f} ms ({m(batch32) / 32:.1f} ms per face) |")
     print(f"| cold start: `python` to first verification | {m([c[0] for c in colds]):.1f} s |")
     print(f"| peak memory (max RSS) of that verification process | {m([c[1] for c in colds]):.0f} MB |")
-    for row in xla_rows:
+    for row in engine_rows:
         print(row)
+
+
+def compiled_embedding(verifier: Verifier):
+    """The Verifier's embedding network and one forward pass of it (no flip) compiled as the Verifier compiles it."""
+    import tensorflow as tf
+
+    from trainer.networks import siamese_parts
+
+    embedding, _ = siamese_parts(verifier.model)
+    size = verifier.spec.input_size
+    return embedding, tf.function(lambda x: embedding(x, training=False),
+                                  input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
 
 
 def xla_embedding(verifier: Verifier, chips: np.ndarray, repeats: int) -> list[str]:
@@ -141,12 +153,7 @@ def xla_embedding(verifier: Verifier, chips: np.ndarray, repeats: int) -> list[s
     (jit_compile, one compilation per batch size: the padded buckets it would need), per face, alternating."""
     import tensorflow as tf
 
-    from trainer.networks import siamese_parts
-
-    embedding, _ = siamese_parts(verifier.model)
-    size = verifier.spec.input_size
-    plain = tf.function(lambda x: embedding(x, training=False),
-                        input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
+    embedding, plain = compiled_embedding(verifier)
     xla = tf.function(lambda x: embedding(x, training=False), jit_compile=True)
     rows = []
     for batch in (4, 16):
@@ -232,12 +239,7 @@ def opencv_embedding(verifier: Verifier, chips: np.ndarray, repeats: int) -> lis
     import cv2
     import tensorflow as tf
 
-    from trainer.networks import siamese_parts
-
-    embedding, _ = siamese_parts(verifier.model)
-    size = verifier.spec.input_size
-    plain = tf.function(lambda x: embedding(x, training=False),
-                        input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
+    embedding, plain = compiled_embedding(verifier)
     net = cv2.dnn.readNetFromONNX(np.frombuffer(dlib_resnet_onnx(embedding), np.uint8))
 
     def opencv(x: np.ndarray) -> np.ndarray:
