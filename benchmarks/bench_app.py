@@ -118,9 +118,10 @@ def bare_import_s() -> float:
 
 
 def load_verifier(model_dir: str | None):
-    """The model the app serves, loaded in this process."""
-    from trainer import Verifier
+    """The model the app serves, loaded in this process with TensorFlow's threads as the app sets them."""
+    from trainer import Verifier, configure_cpu
 
+    configure_cpu()
     return Verifier.from_dir(model_dir) if model_dir else Verifier.default()
 
 
@@ -279,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="epochs of the training run /verify is measured during (0: no training run)")
     parser.add_argument("--model-dir", help="a FaceReg model folder instead of the embedded default")
     parser.add_argument("--stock-client", action="store_true", help="gradio_client as it comes (a TLS context a call)")
+    parser.add_argument("--server-env", nargs="*", default=[], metavar="NAME=VALUE",
+                        help="environment settings for the app's process only (to compare server settings)")
     args = parser.parse_args(argv)
     if not args.stock_client:
         CLIENT_OPTIONS["ssl_verify"] = False
@@ -297,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     training: tuple[Row, float] | None = None
     with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
         started = time.monotonic()
-        server = start_server(port, Path(tmp), args.model_dir)
+        server = start_server(port, Path(tmp), args.model_dir, dict(item.split("=", 1) for item in args.server_env))
         sampler = MemorySampler(server.pid)
         sampler.start()
         try:

@@ -195,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; errors become one line on stderr and a non-zero exit status."""
     args = build_parser().parse_args(argv)
+    from .serving import configure_cpu
+
+    configure_cpu()  # before TensorFlow runs: one thread per operation, the embedding's two passes side by side
     try:
         return args.func(args)
     except (FaceRegError, OSError, ValueError) as exc:

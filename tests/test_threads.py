@@ -1,0 +1,44 @@
+"""TensorFlow's threads as the app and the CLI set them (`configure_cpu`): one per operation, and a Verifier that then
+embeds in two calls side by side gives what one call gives.
+
+The check runs in a fresh Python process: TensorFlow's thread pools are fixed once it has run an operation, which
+this test process has done long before.
+"""
+import json
+import subprocess
+import sys
+
+from tests.conftest import REPO_ROOT
+
+CHECK = """
+import dataclasses, json
+import numpy as np
+from trainer import Verifier, configure_cpu
+from trainer.networks import siamese_parts
+
+threads = configure_cpu()
+verifier = Verifier.default()
+embedding = siamese_parts(verifier.model)[0]
+chips = np.random.default_rng(0).integers(0, 256, (3, 150, 150, 3), dtype=np.uint8)
+x = verifier.spec.prepare(chips)
+flipped = (embedding(x).numpy() + embedding(x[:, :, ::-1]).numpy()) / 2
+plain = Verifier(verifier.model, dataclasses.replace(verifier.config, flip=False))
+print(json.dumps({
+    "threads": threads,
+    "flip": verifier.config.flip,
+    "flip_error": float(np.abs(verifier.embed_chips(chips) - flipped).max()),
+    "halves_error": float(max(np.abs(plain.embed_chips(chips[:n]) - embedding(x[:n]).numpy()).max() for n in (1, 2, 3))),
+    "scale": float(np.abs(flipped).max()),
+}))
+"""
+
+
+def test_one_thread_per_operation_and_side_by_side_embedding_equals_one_call():
+    done = subprocess.run([sys.executable, "-c", CHECK], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["threads"][0] == 1 and result["threads"][1] >= 1
+    assert result["flip"] is True  # the default model embeds with test-time flip: the plain + mirrored calls
+    assert result["scale"] > 0.01
+    assert result["flip_error"] < 1e-5  # the batch of 3 plain and 3 mirrored chips, in two calls
+    assert result["halves_error"] < 1e-5  # without flip: a batch of 1, 2 or 3 chips in two halves (one may be empty)
