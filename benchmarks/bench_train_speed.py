@@ -23,6 +23,7 @@ import numpy as np
 from benchmarks.bench_personalize import devtrain_people, image, link_dataset
 from trainer.data import Pairs, augmented_chips, random_views, training_dataset
 from trainer.evaluate import LFW_DIR
+from trainer.serving import configure_cpu
 from trainer.train import BATCH_SIZE, LEARNING_RATES, train
 
 USER = "George_W_Bush"
@@ -75,6 +76,7 @@ def main() -> None:
     parser.add_argument("--lfw", type=Path, default=LFW_DIR)
     parser.add_argument("--epochs", type=int, default=30)
     args = parser.parse_args()
+    configure_cpu()  # TensorFlow's threads as `python -m trainer` and the app set them (TF_NUM_INTRAOP_THREADS wins)
 
     others = [name for name, _ in devtrain_people(args.lfw) if name != USER]
     np.random.default_rng(0).shuffle(others)
