@@ -39,6 +39,7 @@ from trainer.evaluate import (  # noqa: E402
 )
 from trainer.model_io import ModelConfig  # noqa: E402
 from trainer.networks import head_kind  # noqa: E402
+from trainer.serving import configure_cpu  # noqa: E402
 from trainer.verify import Verifier  # noqa: E402
 
 DLIB_TOLERANCE = 0.6  # dlib's (and face_recognition's) own distance threshold: chosen by dlib's author, not on LFW
@@ -61,6 +62,7 @@ def main() -> None:
     parser.add_argument("--write-metrics", action="store_true",
                         help="add the default model's View 2 operating point to trainer/default_model/head.json")
     args = parser.parse_args()
+    configure_cpu()  # TensorFlow's threads as `python -m trainer evaluate` and the app set them
 
     pairs = read_lfw_pairs(args.lfw)
     default = Verifier.default()

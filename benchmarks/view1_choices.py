@@ -39,6 +39,7 @@ from trainer.head import fit_head  # noqa: E402
 from trainer.images import load_image  # noqa: E402
 from trainer.model_io import ModelConfig  # noqa: E402
 from trainer.networks import build_embedding, build_siamese  # noqa: E402
+from trainer.serving import configure_cpu  # noqa: E402
 from trainer.verify import Verifier  # noqa: E402
 
 MIN_FACE_SIZES = (20, 40)
@@ -68,6 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lfw", type=Path, default=LFW_DIR)
     args = parser.parse_args()
+    configure_cpu()  # TensorFlow's threads as `python -m trainer evaluate` and the app set them
 
     started = time.perf_counter()
     train = read_lfw_pairs(args.lfw, "pairsDevTrain.txt")
