@@ -53,6 +53,7 @@ from trainer.faces import (  # noqa: E402
 )
 from trainer.images import load_image  # noqa: E402
 from trainer.pose import TURNED_YAW, is_turned  # noqa: E402
+from trainer.serving import configure_cpu  # noqa: E402
 
 DETECT_AT = 0.5  # ONet confidence at which candidates are cached: the lowest floor considered
 FLOORS = (None, 0.8, 0.7, 0.6, 0.5)  # None: no fallback (MIN_CONFIDENCE only)
@@ -238,6 +239,7 @@ def main() -> None:
     parser.add_argument("--heads", nargs="+", choices=sorted({kind for _, kind, _ in HEADS}),
                         help="cross-validate only these head kinds (default: all)")
     args = parser.parse_args()
+    configure_cpu()  # TensorFlow's threads as `python -m trainer evaluate` and the app set them
     heads = [h for h in HEADS if args.heads is None or h[1] in args.heads]
     started = time.perf_counter()
     data = detect_view1(args.lfw, args.cache)
