@@ -34,7 +34,8 @@ T = TypeVar("T")
 # Pairs served together at most. Bigger batches cost less CPU a pair in process (`verify_many`), but in the app at 8
 # clients batches of up to 8 gave no more pairs/s than batches of 2 and a worse p95 (1.19-1.25 s against 0.88-0.91 s,
 # `python -m benchmarks.bench_app`, README): with two workers, a long batch holds whatever arrives just after it.
-MAX_PAIRS = 2
+# Batches of 1 (no batching: FACEREG_MAX_PAIRS=1) served fewer pairs/s than batches of 2 (README).
+MAX_PAIRS = int(os.environ.get("FACEREG_MAX_PAIRS", "2"))
 IDLE_EXIT_S = 30.0
 # Worker threads per Verifier, and batches in flight in the whole process. A batch spends about a quarter of its
 # time in Python (MTCNN's box handling, alignment) while TensorFlow's threads wait; a second batch in flight fills
