@@ -1,5 +1,5 @@
-"""TensorFlow's threads as the app and the CLI set them (`configure_cpu`): one per operation, and a Verifier that then
-embeds in two calls side by side gives what one call gives.
+"""TensorFlow's threads as the app and the CLI set them (`configure_cpu`): half the CPUs per operation (one on 2
+CPUs), and a Verifier that then embeds in two calls side by side gives what one call gives.
 
 The check runs in a fresh Python process: TensorFlow's thread pools are fixed once it has run an operation, which
 this test process has done long before.
@@ -9,14 +9,17 @@ import subprocess
 import sys
 
 from tests.conftest import REPO_ROOT
+from trainer.serving import usable_cpus
 
 CHECK = """
 import dataclasses, json
 import numpy as np
 from trainer import Verifier, configure_cpu
 from trainer.networks import siamese_parts
+from trainer.serving import side_by_side
 
 threads = configure_cpu()
+assert side_by_side()
 verifier = Verifier.default()
 embedding = siamese_parts(verifier.model)[0]
 chips = np.random.default_rng(0).integers(0, 256, (3, 150, 150, 3), dtype=np.uint8)
@@ -33,11 +36,12 @@ print(json.dumps({
 """
 
 
-def test_one_thread_per_operation_and_side_by_side_embedding_equals_one_call():
+def test_threads_per_operation_and_side_by_side_embedding_equals_one_call():
     done = subprocess.run([sys.executable, "-c", CHECK], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["threads"][0] == 1 and result["threads"][1] >= 1
+    cpus = usable_cpus()
+    assert result["threads"] == [max(1, cpus // 2), cpus]  # half the CPUs per operation, two operations at once
     assert result["flip"] is True  # the default model embeds with test-time flip: the plain + mirrored calls
     assert result["scale"] > 0.01
     assert result["flip_error"] < 1e-5  # the batch of 3 plain and 3 mirrored chips, in two calls

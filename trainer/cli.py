@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .serving import configure_cpu
 
-    configure_cpu()  # before TensorFlow runs: one thread per operation, the embedding's two passes side by side
+    configure_cpu()  # before TensorFlow runs: half the CPUs per operation, the embedding's two passes side by side
     try:
         return args.func(args)
     except (FaceRegError, OSError, ValueError) as exc:

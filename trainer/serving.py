@@ -174,17 +174,18 @@ def usable_cpus() -> int:
 
 
 def configure_cpu(intra_op: int | None = None, inter_op: int | None = None) -> tuple[int, int]:
-    """Size TensorFlow's thread pools: `intra_op` threads inside an operation (default 1) and `inter_op` operations
-    side by side (default: the usable CPUs); TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS, where set, win.
+    """Size TensorFlow's thread pools: `intra_op` threads inside an operation (default: half the usable CPUs, at
+    least 1) and `inter_op` operations side by side (default: the usable CPUs); TF_NUM_INTRAOP_THREADS /
+    TF_NUM_INTEROP_THREADS, where set, win.
 
-    One thread per operation is what the app and the CLI run: a `Verifier` made afterwards embeds the plain and the
-    mirrored pass as two calls side by side, one core each, which beat one call on two threads at batches of 2 to 32
-    chips (README, "The app under load"). Must run before TensorFlow executes its first operation; once it runs, its
-    settings stay and are returned.
+    The app and the CLI run it first. A `Verifier` made afterwards embeds the plain and the mirrored pass as two calls
+    side by side, each on half the CPUs (`side_by_side`): on 2 CPUs, one thread each, which beat one call on two
+    threads at batches of 2 to 32 chips (README, "The app under load"). Must run before TensorFlow executes its first
+    operation; once it runs, its settings stay and are returned.
     """
     import tensorflow as tf
 
-    intra_op = intra_op or int(os.environ.get("TF_NUM_INTRAOP_THREADS") or 0) or 1
+    intra_op = intra_op or int(os.environ.get("TF_NUM_INTRAOP_THREADS") or 0) or max(1, usable_cpus() // 2)
     inter_op = inter_op or int(os.environ.get("TF_NUM_INTEROP_THREADS") or 0) or usable_cpus()
     try:
         tf.config.threading.set_intra_op_parallelism_threads(intra_op)
@@ -193,6 +194,15 @@ def configure_cpu(intra_op: int | None = None, inter_op: int | None = None) -> t
         pass
     return (tf.config.threading.get_intra_op_parallelism_threads(),
             tf.config.threading.get_inter_op_parallelism_threads())
+
+
+def side_by_side() -> bool:
+    """Whether TensorFlow is sized (by `configure_cpu`) to run two operations at once, each on its share of the CPUs:
+    then a Verifier runs its two embedding passes as two calls side by side rather than as one call."""
+    import tensorflow as tf
+
+    intra_op = tf.config.threading.get_intra_op_parallelism_threads()
+    return 0 < intra_op and 2 * intra_op <= tf.config.threading.get_inter_op_parallelism_threads()
 
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter number

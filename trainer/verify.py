@@ -46,6 +46,8 @@ class Verifier:
     def __init__(self, model, config: ModelConfig) -> None:
         import tensorflow as tf
 
+        from .serving import side_by_side
+
         self.model = model
         self.config = config
         self.spec = backbone_spec(config.backbone)
@@ -53,16 +55,16 @@ class Verifier:
         distance = model.get_layer("l1_distance")
         size, dim = self.spec.input_size, self.spec.embedding_dim
 
-        # With one thread per operation (`trainer.serving.configure_cpu`, as the app and the CLI run TensorFlow), a
-        # batch is embedded in two independent calls, plain and mirrored (or, without flip, its two halves), which
-        # TensorFlow's inter-op threads run side by side, one core each; with more threads per operation, in one call.
-        side_by_side = tf.config.threading.get_intra_op_parallelism_threads() == 1
+        # Sized by `configure_cpu` (as the app and the CLI run TensorFlow), a batch is embedded in two independent
+        # calls, plain and mirrored (or, without flip, its two halves), which TensorFlow's inter-op threads run side
+        # by side, each on half the CPUs; otherwise in one call on all of them.
+        two_calls = side_by_side()
 
         @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
         def embed(x):
-            if side_by_side and config.flip:
+            if two_calls and config.flip:
                 return (embedding(x, training=False) + embedding(tf.reverse(x, axis=[2]), training=False)) / 2
-            if side_by_side:
+            if two_calls:
                 half = tf.shape(x)[0] // 2
                 return tf.concat([embedding(x[:half], training=False), embedding(x[half:], training=False)], axis=0)
             if not config.flip:
