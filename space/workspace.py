@@ -95,13 +95,18 @@ class Limits:
 
 
 def folder_bytes(folder: Path) -> int:
-    """Bytes of all files below a folder (0 when it does not exist)."""
+    """Bytes of all files below a folder (0 when it does not exist); what is deleted meanwhile counts 0.
+
+    Other visitors' workspaces are deleted while this walks them (their session ends, their lifetime passes).
+    `os.walk` skips a folder that vanishes; `Path.rglob` raised FileNotFoundError, which failed the caller's action.
+    """
     total = 0
-    for path in folder.rglob("*") if folder.is_dir() else ():
-        try:
-            total += path.stat().st_size if path.is_file() else 0
-        except OSError:  # deleted meanwhile
-            pass
+    for parent, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(parent, name)).st_size
+            except OSError:  # deleted meanwhile
+                pass
     return total
 
 

@@ -4,6 +4,8 @@ No faces needed: the files are small synthetic JPEGs written where the app write
 """
 from __future__ import annotations
 
+import shutil
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -154,6 +156,43 @@ def test_full_disk_evicts_oldest_anonymous_workspaces_first(tmp_path):
     with pytest.raises(QuotaError, match="storage for visitors' data is full"):
         spaces.make_room(10 * used, keep=me)  # evicting every other anonymous workspace cannot make this much room
     assert alice.root.exists() and me.root.exists() and not newer.root.exists()
+
+
+def test_disk_use_is_counted_while_other_workspaces_are_deleted(tmp_path):
+    """make_room walks every workspace folder while other threads delete theirs (a session ends, a lifetime passes):
+    the count goes on and what vanished counts 0. It used to raise FileNotFoundError, which failed the visitor's
+    action ("Enrolling failed unexpectedly", seen once in the eight-visitor app test). The folders here are made and
+    removed directly, faster than whole workspaces can be, so that the walk meets a vanishing folder every run."""
+    spaces = Workspaces(tmp_path)
+    kept = spaces.get(visitor("kept"))
+    add_capture(kept, size=200)
+    stop, failures = threading.Event(), []
+
+    def churn() -> None:  # workspace folders appear, fill and vanish, as visitors come and their data is deleted
+        n = 0
+        while not stop.is_set():
+            n += 1
+            folder = spaces.root / f"gone-{n % 4}" / "captures" / "anchor"
+            folder.mkdir(parents=True, exist_ok=True)
+            for k in range(5):
+                (folder / f"{k}.jpg").write_bytes(b"x" * 100)
+            shutil.rmtree(spaces.root / f"gone-{(n + 2) % 4}", ignore_errors=True)
+
+    thread = threading.Thread(target=churn)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            try:
+                assert spaces.total_bytes() >= kept.disk_bytes() > 0
+                spaces.make_room(1, keep=kept)
+            except FileNotFoundError as exc:
+                failures.append(exc)
+    finally:
+        stop.set()
+        thread.join()
+    assert not failures, failures[:3]
+    assert kept.root.exists()
 
 
 def test_limits_from_environment(monkeypatch):
