@@ -11,10 +11,16 @@ that with the two images of a pair in one call, as `Verifier.verify` does.
 A second table puts each face, scaled to 300 x 300, into a 640 x 480 frame (a webcam picture at arm's length) and
 times `face_locations` with the pyramid from 20 px faces up (min_face_fraction=0) against from 8 % of the frame's
 shorter side (the default, MIN_FACE_FRACTION), and how far apart the landmarks of the two are.
+
+A third table splits FaceReg's detection of a pair (both images in one call, as `Verifier.verify` runs it) into its
+parts: for each of MTCNN's stages, the network, what feeds it (the pyramid's resizes for PNet, the patches cut by
+TensorFlow's `crop_and_resize` for RNet and ONet) and mtcnn's box handling around it (proposals, non-maximum
+suppression), timed by wrapping each part of a separate detector; then the alignment of the two chips.
 """
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import statistics
 import sys
@@ -28,9 +34,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from trainer.evaluate import LFW_DIR, read_lfw_pairs  # noqa: E402
-from trainer.faces import MIN_FACE_FRACTION, _mtcnn, face_locations  # noqa: E402
+from trainer.faces import (  # noqa: E402
+    LOW_CONFIDENCE_FLOOR,
+    MIN_FACE_FRACTION,
+    MIN_FACE_SIZE,
+    TEMPLATE,
+    _mtcnn,
+    align_face,
+    face_locations,
+    face_locations_batch,
+)
 from trainer.images import load_image  # noqa: E402
-
 
 
 def compiled_keras(detector):
@@ -57,6 +71,88 @@ def per_image_ms(detector, images: list[np.ndarray], per_call: int = 1) -> float
         detector.detect_faces(batch, output_type="numpy")
         times.append(1000 * (time.perf_counter() - start) / per_call)
     return statistics.median(times)
+
+
+class Clock:
+    """Wall time of wrapped callables, summed by label."""
+
+    def __init__(self) -> None:
+        self.ms: collections.Counter[str] = collections.Counter()
+        self.calls: collections.Counter[str] = collections.Counter()
+
+    def wrap(self, label: str, fn):
+        """`fn`, timed under `label` at each call."""
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.ms[label] += 1000 * (time.perf_counter() - start)
+                self.calls[label] += 1
+
+        return timed
+
+
+def stage_breakdown(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[dict[str, float], dict[str, float]]:
+    """Mean milliseconds a pair of each part of FaceReg's detection (both images in one call) and alignment, and
+    the mean number of patches RNet and ONet see a pair, on a separate, instrumented copy of the detector."""
+    import mtcnn.stages.stage_onet
+    import mtcnn.stages.stage_rnet
+
+    detector = _mtcnn.__wrapped__()  # not the process-wide one: its parts get timers
+    clock = Clock()
+    patches: collections.Counter[str] = collections.Counter()
+    pnet, rnet, onet = detector.stages
+    pnet.network = clock.wrap("PNet: network, all pyramid levels", pnet.network)
+    pnet._run = clock.wrap("pnet_run", pnet._run)  # the resizes are _run's time less the network's
+
+    def counted(name: str, network):
+        def run(batch):
+            patches[name] += len(batch)
+            return network(batch)
+
+        return clock.wrap(f"{name}: network", run)
+
+    rnet._model, onet._model = counted("RNet", rnet._model), counted("ONet", onet._model)
+    detector._stages = [clock.wrap(name, stage) for name, stage in zip(("PNet", "RNet", "ONet"), detector.stages)]
+    cut = {module: module.extract_patches for module in (mtcnn.stages.stage_rnet, mtcnn.stages.stage_onet)}
+    for module, extract in cut.items():
+        name = "RNet" if module is mtcnn.stages.stage_rnet else "ONet"
+        module.extract_patches = clock.wrap(f"{name}: patches (crop_and_resize)", extract)
+    def detect(pair: tuple[np.ndarray, np.ndarray]) -> None:
+        """As face_locations_batch runs the detector on a pair of same-size images (LFW's 250 x 250)."""
+        size = max(MIN_FACE_SIZE, int(MIN_FACE_FRACTION * min(pair[0].shape[:2])))
+        detector.detect_faces([image.astype(np.float32) for image in pair], output_type="numpy",
+                              threshold_onet=LOW_CONFIDENCE_FLOOR, min_face_size=size)
+
+    try:
+        detect(pairs[0])  # warm-up
+        clock.ms.clear(), patches.clear()
+        for pair in pairs:
+            clock.wrap("total", detect)(pair)
+    finally:
+        for module, extract in cut.items():
+            module.extract_patches = extract
+    for pair in pairs:  # alignment, on the process-wide detector's faces
+        faces = face_locations_batch(list(pair))
+        clock.wrap("alignment", lambda: [align_face(image, found[0], 150, TEMPLATE)
+                                         for image, found in zip(pair, faces) if found])()
+    ms = {label: value / len(pairs) for label, value in clock.ms.items()}
+    parts = {
+        "PNet: pyramid resizes (OpenCV's area resize)": ms["pnet_run"] - ms["PNet: network, all pyramid levels"],
+        "PNet: network, all pyramid levels": ms["PNet: network, all pyramid levels"],
+        "PNet: proposals and non-maximum suppression": ms["PNet"] - ms["pnet_run"],
+    }
+    for name in ("RNet", "ONet"):
+        cutting, network = ms[f"{name}: patches (crop_and_resize)"], ms[f"{name}: network"]
+        parts[f"{name}: patches (crop_and_resize)"] = cutting
+        parts[f"{name}: network"] = network
+        parts[f"{name}: boxes and non-maximum suppression"] = ms[name] - cutting - network
+    parts["outside the stages (stacking and normalising the images, final boxes)"] = (
+        ms["total"] - ms["PNet"] - ms["RNet"] - ms["ONet"])
+    parts["alignment of the two chips (trainer.faces.align_face)"] = ms["alignment"]
+    return parts, {name: count / len(pairs) for name, count in patches.items()}
 
 
 def webcam_frames(images: list[np.ndarray]) -> list[np.ndarray]:
@@ -105,6 +201,15 @@ def main() -> None:
           f"({eager / ours:.1f}x faster) |")
     print(f"| FaceReg, the two images of a pair in one call (Verifier.verify) | {paired:.1f} "
           f"({eager / paired:.1f}x faster) |")
+    loaded = [(load_image(p.path1), load_image(p.path2)) for p in pairs]
+    parts, patches = stage_breakdown(loaded)
+    total = sum(parts.values())
+    print(f"\n| FaceReg's detection of a pair, by part ({len(loaded)} LFW pairs, mean a pair) | ms | share |")
+    print("|---|---|---|")
+    for label, value in parts.items():
+        print(f"| {label} | {value:.1f} | {value / total:.0%} |")
+    print(f"| **all** | **{total:.1f}** | |")
+    print(f"\nPatches a pair: RNet {patches['RNet']:.0f}, ONet {patches['ONet']:.0f} (mean).")
     frames = webcam_frames(images)
     fine_ms, fine = frame_ms(frames, 0.0)
     coarse_ms, coarse = frame_ms(frames, MIN_FACE_FRACTION)
