@@ -243,7 +243,8 @@ class Actions:
 
     def capture_frame(self, frame: Any, category: str, auto: bool, every_ms: float, request: gr.Request,
                       profile: Optional[gr.OAuthProfile]) -> tuple:
-        """A webcam stream frame: kept as the visitor's latest one; saved when automatic capture is due."""
+        """A webcam stream frame: kept as the visitor's latest one; saved when automatic capture is due (then the
+        counts, gallery and privacy note follow)."""
         workspace = self._workspace(request, profile)
         now = time.monotonic()
         with workspace.lock:
@@ -252,12 +253,13 @@ class Actions:
             if due:
                 workspace.last_auto = now
         if not due:
-            return gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         try:
             path = self._save(workspace, frame, category, "webcam frame")
         except gr.Error as exc:  # no face in this frame, or a limit: say so, keep streaming
-            return f"Automatic capture: {exc.message}", gr.skip(), gr.skip()
-        return (f"Automatic capture: saved {path.name} as {category}", *self._overview(workspace, category))
+            return f"Automatic capture: {exc.message}", gr.skip(), gr.skip(), gr.skip()
+        return (f"Automatic capture: saved {path.name} as {category}", *self._overview(workspace, category),
+                self._privacy_note(workspace))
 
     def capture_now(self, category: str, request: gr.Request, profile: Optional[gr.OAuthProfile]) -> tuple:
         """Save the visitor's latest webcam frame (the manual capture button)."""
@@ -325,7 +327,10 @@ class Actions:
 
     def privacy_note(self, request: gr.Request, profile: Optional[gr.OAuthProfile]) -> str:
         """What the app holds of this visitor, and until when."""
-        workspace = self._workspace(request, profile)
+        return self._privacy_note(self._workspace(request, profile))
+
+    @staticmethod
+    def _privacy_note(workspace: Workspace) -> str:
         counts = workspace.captures.total(), len(workspace.anchor_files()), len(workspace.run_ids())
         hours = workspace.ttl_s / 3600
         lifetime = (f"{hours:g} h after your last action" if hours >= 1 else f"{workspace.ttl_s / 60:g} min after your "

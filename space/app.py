@@ -171,13 +171,13 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
         enrolled = enroll_button.click(actions.enroll_anchors, anchor_uploads, [*anchors_view, anchor_uploads],
                             api_name="enroll_anchors", **INFERENCE)
         added = add_anchor.click(actions.add_anchor, anchor_cam, anchors_view, **PRIVATE, **INFERENCE)
-        clear_anchors.click(actions.clear_anchors, None, anchors_view, api_name="clear_anchors")
-        anchors_button.click(actions.verify_anchors, [anchor_uploads, probe, detection, verification],
-                             [anchors_verdict, anchor_scores, anchors_details], api_name="verify_anchors",
-                             **INFERENCE).then(actions.anchors_view, None, anchors_view, **PRIVATE)
+        cleared = clear_anchors.click(actions.clear_anchors, None, anchors_view, api_name="clear_anchors")
+        probed = anchors_button.click(actions.verify_anchors, [anchor_uploads, probe, detection, verification],
+                                      [anchors_verdict, anchor_scores, anchors_details], api_name="verify_anchors",
+                                      **INFERENCE).then(actions.anchors_view, None, anchors_view, **PRIVATE)
 
         overview = [counts, gallery]
-        camera.stream(actions.capture_frame, [camera, category, auto, every_ms], [capture_status, *overview],
+        camera.stream(actions.capture_frame, [camera, category, auto, every_ms], [capture_status, *overview, privacy],
                       stream_every=0.2, time_limit=None, show_progress="hidden", concurrency_limit=2,
                       **PRIVATE)  # (trigger_mode="always_last" stops a webcam stream after one frame)
         captured = capture_button.click(actions.capture_now, [category], [capture_status, *overview], **PRIVATE)
@@ -205,7 +205,7 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
             actions.anchors_view, None, anchors_view, **PRIVATE).then(
             lambda: (None, None, None, None), None, [metrics, roc, tuned, run_id], **PRIVATE).then(
             actions.model_info, None, model_info, **PRIVATE)
-        for event in (enrolled, added, captured, uploaded, deleted, trained):
+        for event in (enrolled, added, cleared, probed, captured, uploaded, deleted, trained):
             event.then(actions.privacy_note, None, privacy, **PRIVATE)
 
         demo.load(actions.overview, category, overview, **PRIVATE)

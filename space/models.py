@@ -192,7 +192,8 @@ class Models:
             "detector": config.detector,
             "dataset": config.dataset,
             "created": config.created,
-            "metrics": config.metrics,
+            "metrics": {name: round(value, 4) if isinstance(value, float) else value
+                        for name, value in (config.metrics or {}).items()},
         }
 
 

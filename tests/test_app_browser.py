@@ -128,6 +128,10 @@ def test_automatic_capture_saves_faces_while_streaming(page, app):
         "n => { const m = document.querySelector('#capture-counts').innerText.match(/positive: (\\d+)/);"
         " return m && Number(m[1]) >= n; }", arg=before + 3)
     assert page.locator("#captures img").count() >= 3
+    # The note of what the app holds of this visitor follows the automatic captures (this visitor had none before).
+    page.wait_for_function(
+        "() => { const m = document.querySelector('#privacy-note').innerText.match(/(\\d+) captures?/);"
+        " return m && Number(m[1]) >= 3; }")
     screenshot(page, "3-capture")
 
 
