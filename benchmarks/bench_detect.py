@@ -38,7 +38,6 @@ from trainer.faces import (  # noqa: E402
     LOW_CONFIDENCE_FLOOR,
     MIN_FACE_FRACTION,
     MIN_FACE_SIZE,
-    TEMPLATE,
     _mtcnn,
     align_face,
     face_locations,
@@ -78,7 +77,6 @@ class Clock:
 
     def __init__(self) -> None:
         self.ms: collections.Counter[str] = collections.Counter()
-        self.calls: collections.Counter[str] = collections.Counter()
 
     def wrap(self, label: str, fn):
         """`fn`, timed under `label` at each call."""
@@ -89,7 +87,6 @@ class Clock:
                 return fn(*args, **kwargs)
             finally:
                 self.ms[label] += 1000 * (time.perf_counter() - start)
-                self.calls[label] += 1
 
         return timed
 
@@ -120,6 +117,7 @@ def stage_breakdown(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[dict[st
     for module, extract in cut.items():
         name = "RNet" if module is mtcnn.stages.stage_rnet else "ONet"
         module.extract_patches = clock.wrap(f"{name}: patches (crop_and_resize)", extract)
+
     def detect(pair: tuple[np.ndarray, np.ndarray]) -> None:
         """As face_locations_batch runs the detector on a pair of same-size images (LFW's 250 x 250)."""
         size = max(MIN_FACE_SIZE, int(MIN_FACE_FRACTION * min(pair[0].shape[:2])))
@@ -136,7 +134,7 @@ def stage_breakdown(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[dict[st
             module.extract_patches = extract
     for pair in pairs:  # alignment, on the process-wide detector's faces
         faces = face_locations_batch(list(pair))
-        clock.wrap("alignment", lambda: [align_face(image, found[0], 150, TEMPLATE)
+        clock.wrap("alignment", lambda: [align_face(image, found[0], 150)
                                          for image, found in zip(pair, faces) if found])()
     ms = {label: value / len(pairs) for label, value in clock.ms.items()}
     parts = {
