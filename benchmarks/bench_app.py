@@ -154,6 +154,15 @@ def start_server(port: int, work: Path, model_dir: str | None, extra_env: dict[s
                             stdout=open(work / "server.log", "wb"), stderr=subprocess.STDOUT)
 
 
+def http_stack(pid: int) -> str:
+    """The event loop and HTTP parser a running app's uvicorn uses, read from the libraries its process has loaded:
+    uvloop and httptools when installed (requirements.txt), else pure-Python asyncio and h11."""
+    libraries = Path(f"/proc/{pid}/maps").read_text()
+    loop = "uvloop" if "/uvloop/" in libraries else "asyncio"
+    parser = "httptools" if "/httptools/" in libraries else "h11"
+    return f"{loop} + {parser}"
+
+
 def first_answer(url: str, pair: tuple[Path, Path], threshold: float, server: subprocess.Popen,
                  timeout: float = 600) -> float:
     """Wait until /verify answers a genuine pair correctly; the monotonic time of that answer."""
@@ -305,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         sampler.start()
         try:
             cold_s = first_answer(url, (genuine.path1, genuine.path2), threshold, server) - started
+            stack = http_stack(server.pid)
             runs = [(c, args.duration) for c in args.clients] + ([(8, args.soak)] if args.soak > 0 else [])
             for clients, duration in runs:
                 before, server_cpu, client_cpu = len(sampler.samples), cpu_s(server.pid), time.process_time()
@@ -336,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{1000 / m(single_after):.1f} | {single_cpu_after:.0f} |")
     print(f"| both together: the single-stream rate | {single_ms:.0f} | {single_rate:.1f} | "
           f"{(single_cpu + single_cpu_after) / 2:.0f} |")
+    print(f"\nThe app's HTTP server ran on {stack}.")
     print(f"\nCold start (process start to the first correct /verify answer): {cold_s:.1f} s; a bare "
           f"`import gradio, tensorflow`: {bare_s:.1f} s ({cold_s / bare_s:.2f}x)\n")
     print("| clients | duration s | answered (no face) | errors | median ms | p95 ms | in handler, median ms | "

@@ -36,18 +36,22 @@ def fresh_app(tmp_path: Path):
         server.wait(timeout=60)
 
 
-@needs_lfw
-def test_visitors_arriving_during_the_warm_up_get_correct_answers(fresh_app) -> None:
-    url, server, log = fresh_app
+def first_clients(url: str, server: subprocess.Popen, log: Path, count: int) -> list[Client]:
+    """`count` clients of the app, connected at the first moment it answers at all."""
     deadline = time.monotonic() + 300
-    while True:  # the first moment the app answers at all: its model is still loading in the background
+    while True:
         assert server.poll() is None, log.read_text()[-2000:]
         try:
-            clients = [Client(url, verbose=False, ssl_verify=False) for _ in range(3)]
-            break
+            return [Client(url, verbose=False, ssl_verify=False) for _ in range(count)]
         except Exception:  # noqa: BLE001 - not listening yet
             assert time.monotonic() < deadline, "the app did not start"
             time.sleep(0.1)
+
+
+@needs_lfw
+def test_visitors_arriving_during_the_warm_up_get_correct_answers(fresh_app) -> None:
+    url, server, log = fresh_app
+    clients = first_clients(url, server, log, 3)  # its model is still loading in the background
     answers: dict[str, object] = {}
 
     def ask(name: str, client: Client, *args, api_name: str) -> None:
@@ -73,3 +77,12 @@ def test_visitors_arriving_during_the_warm_up_get_correct_answers(fresh_app) -> 
     assert answers["model"]["backbone"] == "dlib_resnet"
     text = log.read_text()
     assert "model not loaded at start" not in text and "Traceback" not in text, text[-3000:]
+
+
+def test_the_app_serves_http_on_uvloop_and_httptools(fresh_app) -> None:
+    """uvicorn picks the C event loop and HTTP parser of requirements.txt when they are installed (it falls back to
+    pure-Python asyncio and h11 without a word): the running app has both loaded."""
+    url, server, log = fresh_app
+    first_clients(url, server, log, 1)
+    libraries = Path(f"/proc/{server.pid}/maps").read_text()
+    assert "/uvloop/" in libraries and "/httptools/" in libraries
