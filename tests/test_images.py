@@ -93,6 +93,12 @@ def test_exif_orientation_is_applied(face: np.ndarray) -> None:
     assert np.abs(image.astype(int) - face).mean() < 3
 
 
+def test_a_callers_pil_image_is_left_as_it_was(face: np.ndarray) -> None:
+    image = Image.open(io.BytesIO(exif_rotated_jpeg(face)))
+    assert load_image(image).shape == face.shape
+    assert image.size == (face.shape[0], face.shape[1]) and image.getexif()[0x0112] == 6
+
+
 @pytest.mark.parametrize("orientation", range(1, 9))
 @pytest.mark.parametrize("mode, options", [("RGB", {}), ("L", {}), ("RGB", {"progressive": True}), ("CMYK", {})])
 def test_jpegs_decode_to_the_pixels_pil_gives(orientation: int, mode: str, options: dict) -> None:

@@ -79,7 +79,7 @@ def _decode(data: bytes, label: str) -> np.ndarray:
         raise ImageDecodeError(f"{label}: not a readable image ({error})") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageDecodeError(f"{label}: the image data is corrupt or truncated ({error})") from error
-    return _pil_to_rgb(image, label)
+    return _pil_to_rgb(image, label, own=True)
 
 
 def _decode_jpeg(data: bytes) -> np.ndarray | None:
@@ -97,10 +97,14 @@ def _check_pixels(image: Image.Image, label: str) -> None:
         )
 
 
-def _pil_to_rgb(image: Image.Image, label: str) -> np.ndarray:
-    """Upright RGB array of a PIL image; transparency composited on white, 16-bit scaled to 8."""
+def _pil_to_rgb(image: Image.Image, label: str, own: bool = False) -> np.ndarray:
+    """Upright RGB array of a PIL image; transparency composited on white, 16-bit scaled to 8. An image this module
+    decoded (`own`) is turned upright in place; a caller's image is left as it is."""
     _check_pixels(image, label)
-    ImageOps.exif_transpose(image, in_place=True)
+    if own:
+        ImageOps.exif_transpose(image, in_place=True)
+    else:
+        image = ImageOps.exif_transpose(image)
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
         return _array_to_rgb(np.asarray(image).astype(np.uint16), label)
     if image.mode == "F":
