@@ -154,15 +154,6 @@ def start_server(port: int, work: Path, model_dir: str | None, extra_env: dict[s
                             stdout=open(work / "server.log", "wb"), stderr=subprocess.STDOUT)
 
 
-def http_stack(pid: int) -> str:
-    """The event loop and HTTP parser a running app's uvicorn uses, read from the libraries its process has loaded:
-    uvloop and httptools when installed (requirements.txt), else pure-Python asyncio and h11."""
-    libraries = Path(f"/proc/{pid}/maps").read_text()
-    loop = "uvloop" if "/uvloop/" in libraries else "asyncio"
-    parser = "httptools" if "/httptools/" in libraries else "h11"
-    return f"{loop} + {parser}"
-
-
 def first_answer(url: str, pair: tuple[Path, Path], threshold: float, server: subprocess.Popen,
                  timeout: float = 600) -> float:
     """Wait until /verify answers a genuine pair correctly; the monotonic time of that answer."""
@@ -303,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     verifier = load_verifier(args.model_dir)
     threshold = round(verifier.threshold, 3)  # the app's slider has a step of 0.001
     single, single_cpu = single_stream(verifier, lfw_pairs[: args.single])
+    from space.testing import http_stack  # the app's modules, imported after the single stream has run
+
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     rows: list[Row] = []

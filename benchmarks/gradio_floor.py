@@ -59,21 +59,6 @@ def serve(port: int) -> None:
     demo.launch(server_name="127.0.0.1", server_port=port, max_file_size=10 * 1024 * 1024)
 
 
-def wait_for(url: str, pairs, server: subprocess.Popen, log) -> None:
-    """Until the stand-in answers a request (RuntimeError with its log if it exits or takes 2 minutes)."""
-    from benchmarks.bench_app import load
-
-    deadline = time.monotonic() + 120
-    while server.poll() is None and time.monotonic() < deadline:
-        try:
-            if load(url, 1, 0.5, pairs, 0.5).latencies:
-                return
-        except Exception:  # noqa: BLE001 - not listening yet
-            time.sleep(0.5)
-    log.seek(0)
-    raise RuntimeError(f"the stand-in app did not answer:\n{log.read().decode()[-2000:]}")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Start the stand-in, load it, print a table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -85,18 +70,21 @@ def main(argv: list[str] | None = None) -> int:
         serve(args.serve)
         return 0
 
-    from benchmarks.bench_app import CLIENT_OPTIONS, Pairs, cpu_s, free_port, http_stack, load, percentile
+    from benchmarks.bench_app import CLIENT_OPTIONS, Pairs, cpu_s, first_answer, load, percentile
+    from space.testing import free_port, http_stack
     from trainer.evaluate import LFW_DIR, read_lfw_pairs
 
     CLIENT_OPTIONS["ssl_verify"] = False  # as bench_app runs its clients
-    pairs = Pairs([(p.path1, p.path2) for p in read_lfw_pairs(LFW_DIR)])
+    lfw_pairs = read_lfw_pairs(LFW_DIR)
+    genuine = next(p for p in lfw_pairs if p.same)
+    pairs = Pairs([(p.path1, p.path2) for p in lfw_pairs])
     port = free_port()
     with tempfile.TemporaryFile() as log:
         server = subprocess.Popen([sys.executable, "-m", "benchmarks.gradio_floor", "--serve", str(port)],
                                   cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}/"
         try:
-            wait_for(url, pairs, server, log)
+            first_answer(url, (genuine.path1, genuine.path2), 0.5, server, timeout=120)
             server_cpu, client_cpu = cpu_s(server.pid), time.process_time()
             row = load(url, args.clients, args.duration, pairs, 0.5)
             server_cpu, client_cpu = cpu_s(server.pid) - server_cpu, time.process_time() - client_cpu

@@ -19,6 +19,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def http_stack(pid: int) -> str:
+    """The event loop and HTTP parser a running app's uvicorn uses, read from the libraries its process has loaded:
+    uvloop and httptools when installed (requirements.txt), else pure-Python asyncio and h11."""
+    libraries = Path(f"/proc/{pid}/maps").read_text()
+    loop = "uvloop" if "/uvloop/" in libraries else "asyncio"
+    parser = "httptools" if "/httptools/" in libraries else "h11"
+    return f"{loop} + {parser}"
+
+
 @dataclass
 class RunningApp:
     """A launched app: its URL, its models and its visitors' workspaces."""

@@ -13,7 +13,7 @@ import pytest
 from gradio_client import Client
 
 from space.models import DEFAULT_HEAD_FILE
-from space.testing import free_port
+from space.testing import free_port, http_stack
 from tests.app_helpers import lfw
 from tests.conftest import needs_lfw
 
@@ -84,5 +84,4 @@ def test_the_app_serves_http_on_uvloop_and_httptools(fresh_app) -> None:
     pure-Python asyncio and h11 without a word): the running app has both loaded."""
     url, server, log = fresh_app
     first_clients(url, server, log, 1)
-    libraries = Path(f"/proc/{server.pid}/maps").read_text()
-    assert "/uvloop/" in libraries and "/httptools/" in libraries
+    assert http_stack(server.pid) == "uvloop + httptools"

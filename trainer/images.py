@@ -4,8 +4,7 @@ Choices:
 - Transparency (RGBA, LA, palette with a transparent colour) is composited on white, so a cut-out
   face on a transparent background looks like a studio photo instead of a face on black.
 - EXIF orientation is applied (`ImageOps.exif_transpose`), so phone photos come out upright.
-- Colour and grey JPEGs are decoded by OpenCV, which gives PIL's pixels in a fifth of the time; other images
-  by PIL.
+- Colour and grey JPEGs are decoded by OpenCV, which gives PIL's pixels faster; other images by PIL.
 - 16-bit images (PNG, PGM) are scaled to 8 bits; float arrays in [0, 1] are scaled by 255, other float
   arrays are taken as 0..255.
 - Images smaller than `MIN_SIDE` px on the short side are refused: no detector can find a face in them.
@@ -84,7 +83,7 @@ def _decode(data: bytes, label: str) -> np.ndarray:
 
 def _decode_jpeg(data: bytes) -> np.ndarray | None:
     """A whole colour or grey JPEG decoded by OpenCV (None if it cannot): the pixels PIL gives, EXIF orientation
-    applied, in a fifth of PIL's time (both decode with libjpeg-turbo; tests/test_images.py compares them)."""
+    applied, faster than PIL (both decode with libjpeg-turbo; tests/test_images.py compares them)."""
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
