@@ -15,7 +15,6 @@ its phases (queue wait, preprocessing, the handler, postprocessing) follows. Pri
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -27,45 +26,29 @@ from benchmarks.bench_app import (
     first_answer,
     free_port,
     load_verifier,
+    protocol_verify,
     single_stream,
     start_server,
+    verify_fn_index,
 )
 from trainer.evaluate import LFW_DIR, read_lfw_pairs
 
 
 def protocol_steps(url: str, pair: tuple[Path, Path], threshold: float, fn_index: int, http, session: str
                    ) -> dict[str, float]:
-    """Milliseconds of each step of one /verify request over Gradio's HTTP protocol, and the handler's own time, for
-    a visitor's session (Gradio builds a session's state at its first request: one session serves them all)."""
-    start = time.perf_counter()
-    files = []
-    for path in pair:
-        with open(path, "rb") as handle:
-            response = http.post(f"{url}/gradio_api/upload", files=[("files", (path.name, handle))])
-        files.append({"path": response.json()[0], "orig_name": path.name, "meta": {"_type": "gradio.FileData"}})
-    uploaded = time.perf_counter()
-    http.post(f"{url}/gradio_api/queue/join", json={"data": [*files, threshold], "fn_index": fn_index,
-                                                     "session_hash": session, "event_data": None, "trigger_id": None})
-    joined = time.perf_counter()
-    seen: dict[str, float] = {}
-    with http.stream("GET", f"{url}/gradio_api/queue/data?session_hash={session}") as events:
-        for line in events.iter_lines():
-            if line.startswith("data:"):
-                message = json.loads(line[5:])
-                seen.setdefault(message.get("msg"), time.perf_counter())
-                if message.get("msg") == "process_completed":
-                    output = message["output"]["data"]
-                    break
-    done = time.perf_counter()
-    started = seen.get("process_starts", joined)
+    """Milliseconds of each step of one /verify request over Gradio's HTTP protocol (`bench_app.protocol_verify`),
+    and the handler's own time, for a visitor's session (Gradio builds a session's state at its first request: one
+    session serves them all)."""
+    output, marks = protocol_verify(http, url, pair, threshold, fn_index, session)
+    started = marks.get("process_starts", marks["joined"])
     return {
-        "upload both files (two POSTs)": 1000 * (uploaded - start),
-        "join the queue (POST)": 1000 * (joined - uploaded),
-        "wait until the queue starts it": 1000 * (started - joined),
-        "start to completed (pre/postprocess and the handler)": 1000 * (seen["process_completed"] - started),
+        "upload both files (two POSTs)": 1000 * (marks["uploaded"] - marks["start"]),
+        "join the queue (POST)": 1000 * (marks["joined"] - marks["uploaded"]),
+        "wait until the queue starts it": 1000 * (started - marks["joined"]),
+        "start to completed (pre/postprocess and the handler)": 1000 * (marks["process_completed"] - started),
         "  of which the handler (its elapsed_ms output)": float(output[3]),
         "    of which decoding and the networks (its timing_ms total)": float(output[4]["timing_ms"]["total"]),
-        "total over the protocol": 1000 * (done - start),
+        "total over the protocol": 1000 * (marks["done"] - marks["start"]),
     }
 
 
@@ -90,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     server = start_server(port, work, None, {"GRADIO_PROFILING": "1"})  # Gradio's own timing of each phase
     try:
         first_answer(f"{url}/", (genuine.path1, genuine.path2), threshold, server)
-        config = httpx.get(f"{url}/config").json()
-        fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "verify")
+        fn_index = verify_fn_index(url)
         client = Client(f"{url}/", verbose=False, **CLIENT_OPTIONS)
         steps: dict[str, list[float]] = {}
         predicted, beside = [], []

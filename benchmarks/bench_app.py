@@ -8,7 +8,13 @@ Run from the repo root:  python -m benchmarks.bench_app [--duration 60] [--clien
 3. Cold start: `python -m space` in a subprocess (fresh HF_HOME and capture folder), from process start to the first
    correct /verify answer.
 4. Load: for each client count, that many `gradio_client` clients in threads call /verify back to back for
-   `--duration` seconds, every request on a different LFW pair (a shared counter walks through the pairs).
+   `--duration` seconds, every request on a different LFW pair (a shared counter walks through the pairs). For 1
+   and 8 clients, the same again over Gradio's own protocol as a browser tab speaks it (`--protocol-clients`):
+   uploads, queue join and server-sent events on one kept-alive connection per visitor, each message read as it
+   arrives (gradio_client looks for the server's messages every 50 ms, so what its callers wait moves in steps).
+   Right before and right after each load run, `Verifier.verify` runs in this process again (`--single-between`
+   pairs, the app idle): each run is compared with the single stream measured around it, as the machine's speed
+   drifts within minutes.
 5. Training: one visitor captures a small dataset of LFW faces into their workspace and trains on it (/train,
    `--train-epochs`); meanwhile another visitor calls /verify back to back. Its latency is printed beside the
    1-client run (training is one job at a time for the whole app; verification must stay responsive).
@@ -179,8 +185,8 @@ def first_answer(url: str, pair: tuple[Path, Path], threshold: float, server: su
 class Row:
     """What one load run measured."""
 
-    def __init__(self, clients: int, duration: float) -> None:
-        self.clients, self.duration = clients, duration
+    def __init__(self, clients: int, duration: float, kind: str = "gradio_client") -> None:
+        self.clients, self.duration, self.kind = clients, duration, kind
         self.latencies: list[float] = []  # ms, answered requests
         self.handler: list[float] = []  # ms spent in the app's /verify handler (its elapsed_ms)
         self.batch_sizes: list[int] = []
@@ -189,6 +195,21 @@ class Row:
         self.memory: list[float] = []
         self.server_cpu_s = 0.0  # CPU the server process used during the run
         self.client_cpu_s = 0.0  # CPU this process (the clients) used during the run
+        self.single_ms: list[float] = []  # `Verifier.verify` in this process right before and right after the run
+
+    def add(self, elapsed: float, details: dict) -> None:
+        """An answered request: its latency (ms) and the app's details output."""
+        self.latencies.append(elapsed)
+        self.handler.append(details["elapsed_ms"])
+        self.batch_sizes.append(details["timing_ms"].get("pairs_in_batch", 1))
+
+    def failed(self, elapsed: float, exc: Exception) -> None:
+        """A request that raised: the app's rightful "no face" answer, or an error."""
+        if "no face" in str(exc):
+            self.latencies.append(elapsed)
+            self.no_face += 1
+        else:
+            self.errors.append(f"{type(exc).__name__}: {exc}")
 
 
 def load(url: str, clients: int, duration: float, pairs: Pairs, threshold: float) -> Row:
@@ -206,21 +227,92 @@ def load(url: str, clients: int, duration: float, pairs: Pairs, threshold: float
             start = time.perf_counter()
             try:
                 details = client.predict(*(handle_file(str(p)) for p in pair), threshold, api_name="/verify")[-1]
-                elapsed = 1000 * (time.perf_counter() - start)
                 with lock:
-                    row.latencies.append(elapsed)
-                    row.handler.append(details["elapsed_ms"])
-                    row.batch_sizes.append(details["timing_ms"].get("pairs_in_batch", 1))
+                    row.add(1000 * (time.perf_counter() - start), details)
             except Exception as exc:  # noqa: BLE001 - counted and reported
-                elapsed = 1000 * (time.perf_counter() - start)
                 with lock:
-                    if "no face" in str(exc):
-                        row.latencies.append(elapsed)
-                        row.no_face += 1
-                    else:
-                        row.errors.append(f"{type(exc).__name__}: {exc}")
+                    row.failed(1000 * (time.perf_counter() - start), exc)
 
     threads = [threading.Thread(target=worker, args=(c,)) for c in connected]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return row
+
+
+def protocol_verify(http, url: str, pair: tuple[Path, Path], threshold: float, fn_index: int, session: str
+                    ) -> tuple[list, dict[str, float]]:
+    """One /verify request over Gradio's HTTP protocol, as a browser tab makes it (upload both files, join the queue,
+    read the server-sent events until `process_completed`) on a kept-alive `httpx.Client`: the outputs, and the
+    perf_counter time of each step ("start", "uploaded", "joined", "process_starts", "process_completed", "done").
+    An error the app reports raises RuntimeError with its message."""
+    import json
+
+    marks = {"start": time.perf_counter()}
+    files = []
+    for path in pair:
+        with open(path, "rb") as handle:
+            response = http.post(f"{url}/gradio_api/upload", files=[("files", (Path(path).name, handle))])
+        response.raise_for_status()
+        files.append({"path": response.json()[0], "orig_name": Path(path).name, "meta": {"_type": "gradio.FileData"}})
+    marks["uploaded"] = time.perf_counter()
+    http.post(f"{url}/gradio_api/queue/join", json={"data": [*files, threshold], "fn_index": fn_index,
+                                                     "session_hash": session, "event_data": None,
+                                                     "trigger_id": None}).raise_for_status()
+    marks["joined"] = time.perf_counter()
+    completed = None
+    with http.stream("GET", f"{url}/gradio_api/queue/data", params={"session_hash": session}) as events:
+        for line in events.iter_lines():
+            if line.startswith("data:"):
+                message = json.loads(line[5:])
+                marks.setdefault(message.get("msg"), time.perf_counter())
+                if message.get("msg") == "process_completed":
+                    completed = message
+                    break
+    marks["done"] = time.perf_counter()
+    if completed is None:
+        raise RuntimeError("the event stream ended without an answer")
+    if not completed.get("success", True):
+        raise RuntimeError(completed.get("output", {}).get("error") or "the app reported an error")
+    return completed["output"]["data"], marks
+
+
+def verify_fn_index(url: str) -> int:
+    """The app's function index of /verify, from its /config."""
+    import httpx
+
+    config = httpx.get(f"{url.rstrip('/')}/config").json()
+    return next(d["id"] for d in config["dependencies"] if d.get("api_name") == "verify")
+
+
+def load_protocol(url: str, clients: int, duration: float, pairs: Pairs, threshold: float) -> Row:
+    """`load`, with each client a browser tab's requests over Gradio's protocol (`protocol_verify`), one session
+    and one kept-alive connection per client."""
+    import uuid
+
+    import httpx
+
+    url = url.rstrip("/")
+    fn_index = verify_fn_index(url)
+    row = Row(clients, duration, "protocol")
+    lock = threading.Lock()
+    end = time.monotonic() + duration
+
+    def worker() -> None:
+        session = uuid.uuid4().hex[:10]
+        with httpx.Client(timeout=120) as http:
+            while time.monotonic() < end:
+                start = time.perf_counter()
+                try:
+                    output, _ = protocol_verify(http, url, pairs.take(), threshold, fn_index, session)
+                    with lock:
+                        row.add(1000 * (time.perf_counter() - start), output[-1])
+                except Exception as exc:  # noqa: BLE001 - counted and reported
+                    with lock:
+                        row.failed(1000 * (time.perf_counter() - start), exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -276,6 +368,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--soak", type=float, default=300.0, help="seconds of the 8-client memory run (0: none)")
     parser.add_argument("--single", type=int, default=40, help="pairs for each single-stream measurement")
+    parser.add_argument("--single-between", type=int, default=20,
+                        help="pairs for the single stream right before and right after each load run")
+    parser.add_argument("--protocol-clients", type=int, nargs="*", default=[1, 8],
+                        help="client counts also run over Gradio's protocol as a browser tab speaks it")
     parser.add_argument("--train-epochs", type=int, default=30,
                         help="epochs of the training run /verify is measured during (0: no training run)")
     parser.add_argument("--model-dir", help="a FaceReg model folder instead of the embedded default")
@@ -308,12 +404,16 @@ def main(argv: list[str] | None = None) -> int:
         try:
             cold_s = first_answer(url, (genuine.path1, genuine.path2), threshold, server) - started
             stack = http_stack(server.pid)
-            runs = [(c, args.duration) for c in args.clients] + ([(8, args.soak)] if args.soak > 0 else [])
-            for clients, duration in runs:
+            runs = [(c, args.duration, kind) for c in args.clients
+                    for kind in (load, load_protocol) if kind is load or c in args.protocol_clients]
+            runs += [(8, args.soak, load)] if args.soak > 0 else []
+            for clients, duration, kind in runs:
+                around, _ = single_stream(verifier, lfw_pairs[: args.single_between])
                 before, server_cpu, client_cpu = len(sampler.samples), cpu_s(server.pid), time.process_time()
-                row = load(url, clients, duration, pairs, threshold)
+                row = kind(url, clients, duration, pairs, threshold)
                 row.server_cpu_s, row.client_cpu_s = cpu_s(server.pid) - server_cpu, time.process_time() - client_cpu
                 row.memory = sampler.samples[before:] or [rss_mib(server.pid)]
+                row.single_ms = around + single_stream(verifier, lfw_pairs[: args.single_between])[0]
                 rows.append(row)
                 loads.append(load_average())
                 for error in sorted(set(row.errors))[:3]:
@@ -342,18 +442,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nThe app's HTTP server ran on {stack}.")
     print(f"\nCold start (process start to the first correct /verify answer): {cold_s:.1f} s; a bare "
           f"`import gradio, tensorflow`: {bare_s:.1f} s ({cold_s / bare_s:.2f}x)\n")
-    print("| clients | duration s | answered (no face) | errors | median ms | p95 ms | in handler, median ms | "
-          "mean batch | pairs/s | x single stream | server CPU ms a pair | clients' CPU ms a pair | "
-          "server RSS MiB start / end / max |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("| clients | client | duration s | answered (no face) | errors | median ms | p95 ms | in handler, median ms | "
+          "mean batch | pairs/s | single stream around it, ms a pair | x single stream | server CPU ms a pair | "
+          "clients' CPU ms a pair | server RSS MiB start / end / max |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for row in rows:
         lat = row.latencies or [float("nan")]
         rate = len(row.latencies) / row.duration
         batch = statistics.mean(row.batch_sizes) if row.batch_sizes else float("nan")
         handler = m(row.handler) if row.handler else float("nan")
-        print(f"| {row.clients} | {row.duration:.0f} | {len(row.latencies)} ({row.no_face}) | {len(row.errors)} | "
-              f"{m(lat):.0f} | {percentile(lat, 95):.0f} | {handler:.0f} | {batch:.1f} | {rate:.1f} | "
-              f"{rate / single_rate:.2f} | {1000 * row.server_cpu_s / max(1, len(row.latencies)):.0f} | "
+        around = m(row.single_ms)
+        print(f"| {row.clients} | {row.kind} | {row.duration:.0f} | {len(row.latencies)} ({row.no_face}) | "
+              f"{len(row.errors)} | {m(lat):.0f} | {percentile(lat, 95):.0f} | {handler:.0f} | {batch:.1f} | "
+              f"{rate:.1f} | {around:.0f} | {rate * around / 1000:.2f} | "
+              f"{1000 * row.server_cpu_s / max(1, len(row.latencies)):.0f} | "
               f"{1000 * row.client_cpu_s / max(1, len(row.latencies)):.0f} | "
               f"{row.memory[0]:.0f} / {row.memory[-1]:.0f} / {max(row.memory):.0f} |")
     if args.soak > 0 and rows[-1].memory:
@@ -370,9 +472,11 @@ def main(argv: list[str] | None = None) -> int:
               f"| while another visitor trains ({args.train_epochs} epochs, {seconds:.0f} s) | "
               f"{len(during.latencies)} | {len(during.errors)} | {m(during.latencies):.0f} | "
               f"{percentile(during.latencies, 95):.0f} |")
-    if one:
-        print(f"\n1 client: median {m(one.latencies):.0f} ms = {m(one.latencies) / single_ms:.2f}x the in-process "
-              f"`Verifier.verify` ({single_ms:.0f} ms)")
+    for row in rows:
+        if row.clients == 1 and row.latencies:
+            print(f"\n1 client ({row.kind}): median {m(row.latencies):.0f} ms = "
+                  f"{m(row.latencies) / m(row.single_ms):.2f}x the in-process `Verifier.verify` around it "
+                  f"({m(row.single_ms):.0f} ms)")
     failed = any(row.errors for row in rows) or bool(training and training[0].errors)
     return 1 if failed else 0
 

@@ -29,7 +29,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from trainer.evaluate import LFW_DIR, read_lfw_pairs  # noqa: E402
-from trainer.serving import configure_cpu  # noqa: E402
+from trainer.networks import siamese_parts  # noqa: E402
+from trainer.serving import configure_cpu, usable_cpus  # noqa: E402
 from trainer.verify import Verifier  # noqa: E402
 
 COLD_START = """
@@ -48,6 +49,35 @@ def timed(fn, repeats: int) -> list[float]:
         fn()
         times.append(1000 * (time.perf_counter() - start))
     return times
+
+
+def multiply_adds(model) -> int:
+    """Multiply-adds of one forward pass of a Keras network, counted from its Conv2D and Dense layers (and those of
+    the networks nested in it)."""
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            total += multiply_adds(layer)
+        elif isinstance(layer, keras.layers.Conv2D):
+            height, width, filters = layer.output.shape[1:]
+            total += height * width * filters * layer.kernel_size[0] * layer.kernel_size[1] * layer.input.shape[-1]
+        elif isinstance(layer, keras.layers.Dense):
+            total += layer.input.shape[-1] * layer.units
+    return int(total)
+
+
+def cpu_name() -> str:
+    """The CPU's model name and its widest vector instructions (Linux /proc/cpuinfo), for the record."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{name}, {vector}"
 
 
 def cold_start(image1: Path, image2: Path) -> tuple[float, float]:
@@ -118,6 +148,10 @@ def main() -> None:
 
     flip = " (with test-time flip: 2 forward passes per face)" if verifier.config.flip else ""
     m = statistics.median
+    passes = 32 * (2 if verifier.config.flip else 1)
+    macs = multiply_adds(siamese_parts(verifier.model)[0])
+    gflops = 2 * macs * passes / (m(batch32) / 1000) / 1e9
+    print(f"\nCPU: {cpu_name()}; {usable_cpus()} usable cores.")
     print(f"\n| measurement (median, {os.cpu_count()}-core CPU) | value |")
     print("|---|---|")
     print(f"| FaceReg end to end, one pair from two files{flip} | {m(ours_ms):.0f} ms |")
@@ -133,6 +167,8 @@ def main() -> None:
           f"a pair | {m(many_ms):.0f} ms |")
     print(f"| embedding alone, batch 1{flip} | {m(batch1):.1f} ms |")
     print(f"| embedding alone, batch 32{flip} | {m(batch32):.0f} ms ({m(batch32) / 32:.1f} ms per face) |")
+    print(f"| the embedding's arithmetic at batch 32: {macs / 1e9:.2f} G multiply-adds a pass, {passes} passes | "
+          f"{gflops:.0f} GFLOP/s ({gflops / usable_cpus():.0f} a core) |")
     print(f"| cold start: `python` to first verification | {m([c[0] for c in colds]):.1f} s |")
     print(f"| peak memory (max RSS) of that verification process | {m([c[1] for c in colds]):.0f} MB |")
     for row in engine_rows:
@@ -142,8 +178,6 @@ def main() -> None:
 def compiled_embedding(verifier: Verifier):
     """The Verifier's embedding network and one forward pass of it (no flip) compiled as the Verifier compiles it."""
     import tensorflow as tf
-
-    from trainer.networks import siamese_parts
 
     embedding, _ = siamese_parts(verifier.model)
     size = verifier.spec.input_size
