@@ -78,8 +78,10 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
                     chips = gr.HTML(elem_id="chips", js_on_load=None)
                     with gr.Column():
                         verdict = gr.Markdown(elem_id="verdict")
-                        score = gr.Number(label="Score", interactive=False, precision=4)
-                        elapsed = gr.Number(label="Time taken (ms)", interactive=False, precision=0)
+                        score = gr.Number(label="Score", interactive=False, precision=4, elem_id="score",
+                                          placeholder="shown after Verify")
+                        elapsed = gr.Number(label="Time taken (ms)", interactive=False, precision=0, elem_id="elapsed",
+                                            placeholder="shown after Verify")
                 with gr.Accordion("Details", open=False):
                     details = gr.JSON(show_label=False)
 
@@ -144,7 +146,8 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
                     metrics = gr.JSON(label="Metrics")
                     roc = gr.Image(label="ROC", interactive=False, height=300)
                     with gr.Column():
-                        tuned = gr.Number(label="Tuned threshold", interactive=False, precision=4)
+                        tuned = gr.Number(label="Tuned threshold", interactive=False, precision=4, elem_id="tuned",
+                                          placeholder="shown after training")
                         run_id = gr.Textbox(label="Run", interactive=False, elem_id="run-id")
                 with gr.Row():
                     model_repo = gr.Textbox(label="Model repo", placeholder="your-name/facereg", elem_id="model-repo")
@@ -211,8 +214,11 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
         demo.load(actions.overview, category, overview, **PRIVATE)
         demo.load(actions.anchors_view, None, anchors_view, **PRIVATE)
         demo.load(actions.privacy_note, None, privacy, **PRIVATE)
+        # The thresholds start at the model's; the result fields start empty (Gradio draws an empty Number as 0,
+        # which a visitor could read as a score, until a value or None is sent to it).
         demo.load(actions.model_info, None, model_info, **PRIVATE).success(
-            lambda info: (info["threshold"],) * 2, model_info, [threshold, detection], **PRIVATE)
+            lambda info: (info["threshold"],) * 2 + (None,) * 3, model_info,
+            [threshold, detection, score, elapsed, tuned], **PRIVATE)
         demo.unload(actions.forget_session)
     demo.facereg_models, demo.facereg_workspaces = models, workspaces
     return demo

@@ -85,7 +85,14 @@ def open_webcam(container) -> None:
     )
 
 
+def field(page, elem_id: str) -> str:
+    """What a Number field shows (its input's text)."""
+    return page.locator(f"#{elem_id} input").input_value()
+
+
 def test_verify_from_webcam_shows_the_verdict(page):
+    # Before any result the score and time fields are empty, not a score of 0 (set by the page's load events).
+    page.wait_for_function("['score', 'elapsed'].every(id => document.querySelector(`#${id} input`).value === '')")
     face1 = page.locator("#face1")
     open_webcam(face1)
     face1.locator("button[aria-label='capture photo']").click()
@@ -95,6 +102,8 @@ def test_verify_from_webcam_shows_the_verdict(page):
     page.locator("#verify-button").click()
     page.wait_for_function("document.querySelector('#verdict').innerText.includes('atch')")
     assert re.search(r"\bMatch\b", page.inner_text("#verdict")) and "No match" not in page.inner_text("#verdict")
+    page.wait_for_function("document.querySelector('#score input').value !== ''")
+    assert 0.5 < float(field(page, "score")) <= 1 and float(field(page, "elapsed")) > 0
     chips = page.locator("#chips img")
     assert chips.count() == 2  # the aligned faces, shown inline: both decoded by the browser
     assert all(chips.nth(i).evaluate("img => img.complete && img.naturalWidth") == 150 for i in range(2))
@@ -103,6 +112,8 @@ def test_verify_from_webcam_shows_the_verdict(page):
         page.get_by_role("tab", name=tab).click()
         if tab == "Model":
             page.wait_for_function("document.body.innerText.includes('backbone')")
+        if tab == "Train and publish":
+            assert field(page, "tuned") == ""  # nothing trained yet
         screenshot(page, name)
 
 
