@@ -64,9 +64,13 @@ class Verifier:
         def embed(x):
             if two_calls and config.flip:
                 return (embedding(x, training=False) + embedding(tf.reverse(x, axis=[2]), training=False)) / 2
-            if two_calls:
-                half = tf.shape(x)[0] // 2
-                return tf.concat([embedding(x[:half], training=False), embedding(x[half:], training=False)], axis=0)
+            if two_calls:  # a single chip goes in one call: TensorFlow's convolutions fail on an empty half on
+                half = tf.shape(x)[0] // 2  # some CPUs (an AVX-512 machine: "input depth must be evenly divisible")
+                return tf.cond(
+                    half > 0,
+                    lambda: tf.concat([embedding(x[:half], training=False), embedding(x[half:], training=False)], 0),
+                    lambda: embedding(x, training=False),
+                )
             if not config.flip:
                 return embedding(x, training=False)
             both = embedding(tf.concat([x, tf.reverse(x, axis=[2])], axis=0), training=False)
