@@ -38,6 +38,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from trainer.evaluate import LFW_DIR, read_lfw_pairs  # FACEREG_LFW, else ../shared/data/lfw
 
@@ -212,33 +213,43 @@ class Row:
             self.errors.append(f"{type(exc).__name__}: {exc}")
 
 
-def load(url: str, clients: int, duration: float, pairs: Pairs, threshold: float) -> Row:
-    """`clients` threads calling /verify back to back for `duration` s, each request on the next pair."""
-    from gradio_client import Client, handle_file
-
-    row = Row(clients, duration)
+def drive(row: Row, askers: list[Callable[[tuple[Path, Path]], dict]], pairs: Pairs) -> Row:
+    """One thread per asker (a client's way of calling /verify on a pair, returning the details output), each asking
+    back to back on the next pair for `row.duration` s; answers, "no face" answers and errors go into `row`."""
     lock = threading.Lock()
-    connected = [Client(url, verbose=False, **CLIENT_OPTIONS) for _ in range(clients)]
-    end = time.monotonic() + duration
+    end = time.monotonic() + row.duration
 
-    def worker(client) -> None:
+    def worker(ask: Callable[[tuple[Path, Path]], dict]) -> None:
         while time.monotonic() < end:
             pair = pairs.take()
             start = time.perf_counter()
             try:
-                details = client.predict(*(handle_file(str(p)) for p in pair), threshold, api_name="/verify")[-1]
+                details = ask(pair)
                 with lock:
                     row.add(1000 * (time.perf_counter() - start), details)
             except Exception as exc:  # noqa: BLE001 - counted and reported
                 with lock:
                     row.failed(1000 * (time.perf_counter() - start), exc)
 
-    threads = [threading.Thread(target=worker, args=(c,)) for c in connected]
+    threads = [threading.Thread(target=worker, args=(ask,)) for ask in askers]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     return row
+
+
+def load(url: str, clients: int, duration: float, pairs: Pairs, threshold: float) -> Row:
+    """`clients` gradio_client clients calling /verify back to back for `duration` s, each request on the next
+    pair."""
+    from gradio_client import Client, handle_file
+
+    connected = [Client(url, verbose=False, **CLIENT_OPTIONS) for _ in range(clients)]
+    return drive(Row(clients, duration), [
+        lambda pair, client=client: client.predict(*(handle_file(str(p)) for p in pair), threshold,
+                                                   api_name="/verify")[-1]
+        for client in connected
+    ], pairs)
 
 
 def protocol_verify(http, url: str, pair: tuple[Path, Path], threshold: float, fn_index: int, session: str
@@ -295,29 +306,16 @@ def load_protocol(url: str, clients: int, duration: float, pairs: Pairs, thresho
 
     url = url.rstrip("/")
     fn_index = verify_fn_index(url)
-    row = Row(clients, duration, "protocol")
-    lock = threading.Lock()
-    end = time.monotonic() + duration
-
-    def worker() -> None:
-        session = uuid.uuid4().hex[:10]
-        with httpx.Client(timeout=120) as http:
-            while time.monotonic() < end:
-                start = time.perf_counter()
-                try:
-                    output, _ = protocol_verify(http, url, pairs.take(), threshold, fn_index, session)
-                    with lock:
-                        row.add(1000 * (time.perf_counter() - start), output[-1])
-                except Exception as exc:  # noqa: BLE001 - counted and reported
-                    with lock:
-                        row.failed(1000 * (time.perf_counter() - start), exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return row
+    connections = [(httpx.Client(timeout=120), uuid.uuid4().hex[:10]) for _ in range(clients)]
+    try:
+        return drive(Row(clients, duration, "protocol"), [
+            lambda pair, http=http, session=session: protocol_verify(http, url, pair, threshold, fn_index,
+                                                                     session)[0][-1]
+            for http, session in connections
+        ], pairs)
+    finally:
+        for http, _ in connections:
+            http.close()
 
 
 TRAIN_PEOPLE = ("Colin_Powell", "Tony_Blair", "Donald_Rumsfeld", "Gerhard_Schroeder", "Ariel_Sharon", "Hugo_Chavez")

@@ -74,10 +74,12 @@ def cpu_name() -> str:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
         return "unknown CPU"
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    first = {}  # the first CPU's fields
+    for key, _, value in (line.partition(":") for line in info.splitlines()):
+        first.setdefault(key.strip(), value.strip())
+    flags = first.get("flags", "").split()
     vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    return f"{name}, {vector}"
+    return f"{first.get('model name', '?')}, {vector}"
 
 
 def cold_start(image1: Path, image2: Path) -> tuple[float, float]:
