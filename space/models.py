@@ -135,6 +135,7 @@ class Models:
             verifier = self.cached(choice)
             if verifier is None:
                 from trainer import Verifier
+                from trainer.serving import warm_up
 
                 log.info("loading model %s", choice.describe())
                 if folder is not None:
@@ -142,6 +143,9 @@ class Models:
                     verifier.config.source = choice.repo
                 else:
                     verifier = Verifier.from_hub(choice.repo, revision=choice.commit, token=token)
+                # Trace its networks now, while the visitor waits for the model anyway: otherwise their first
+                # verification would wait for the tracing, many times as long as the verifications after it.
+                warm_up(verifier)
                 self._store(choice.key, verifier)
         return verifier
 

@@ -61,6 +61,8 @@ def test_a_visitor_sees_nothing_of_another(app, hub_server, hub_repo_id, monkeyp
     mine = workspace_of(app, a)
     assert mine.captures.total() == 16 and len(mine.anchor_files()) == 1 and mine.run_ids() == [run_id]
     assert mine.model.repo == hub_repo_id
+    served = app.models.cached(mine.model)  # A's model, loaded when published: its networks already traced
+    assert served is not None and served._embed_fn.experimental_get_tracing_count() == 1
     published = Path(hf_hub_download(hub_repo_id, "facereg.json", token=hub_server.token)).read_text()
     assert str(mine.root) not in published and mine.root.name not in published  # no server path on the Hub
 
