@@ -14,7 +14,10 @@ Run from the repo root:  python -m benchmarks.bench_app [--duration 60] [--clien
    arrives (gradio_client looks for the server's messages every 50 ms, so what its callers wait moves in steps).
    Right before and right after each load run, `Verifier.verify` runs in this process again (`--single-between`
    pairs, the app idle): each run is compared with the single stream measured around it, as the machine's speed
-   drifts within minutes.
+   drifts within minutes. For 8 clients, the same load also runs in this process, without HTTP
+   (`--in-process-clients`): threads calling the served model's `BatchedVerifier`, as the app's /verify handlers do
+   once they have decoded their files. Its row is what the batching and the networks serve without Gradio, its
+   uploads, queue and clients.
 5. Training: one visitor captures a small dataset of LFW faces into their workspace and trains on it (/train,
    `--train-epochs`); meanwhile another visitor calls /verify back to back. Its latency is printed beside the
    1-client run (training is one job at a time for the whole app; verification must stay responsive).
@@ -252,6 +255,21 @@ def load(url: str, clients: int, duration: float, pairs: Pairs, threshold: float
     ], pairs)
 
 
+IN_PROCESS = "in process"
+
+
+def load_in_process(verifier, clients: int, duration: float, pairs: Pairs, threshold: float) -> Row:
+    """`clients` threads of this process calling `verifier.batcher().verify` back to back (what the app's /verify
+    handlers call, with the aligned chips as they ask for them), each request on the next pair: no HTTP."""
+    batcher = verifier.batcher()
+
+    def ask(pair: tuple[Path, Path]) -> dict:
+        result = batcher.verify(*pair, threshold=threshold, return_chips=True)
+        return {"elapsed_ms": result["timing_ms"]["total"], "timing_ms": result["timing_ms"]}
+
+    return drive(Row(clients, duration, IN_PROCESS), [ask] * clients, pairs)
+
+
 def protocol_verify(http, url: str, pair: tuple[Path, Path], threshold: float, fn_index: int, session: str
                     ) -> tuple[list, dict[str, float]]:
     """One /verify request over Gradio's HTTP protocol, as a browser tab makes it (upload both files, join the queue,
@@ -370,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="pairs for the single stream right before and right after each load run")
     parser.add_argument("--protocol-clients", type=int, nargs="*", default=[1, 8],
                         help="client counts also run over Gradio's protocol as a browser tab speaks it")
+    parser.add_argument("--in-process-clients", type=int, nargs="*", default=[8],
+                        help="client counts also run in this process through the model's BatchedVerifier (no HTTP)")
     parser.add_argument("--train-epochs", type=int, default=30,
                         help="epochs of the training run /verify is measured during (0: no training run)")
     parser.add_argument("--model-dir", help="a FaceReg model folder instead of the embedded default")
@@ -402,15 +422,24 @@ def main(argv: list[str] | None = None) -> int:
         try:
             cold_s = first_answer(url, (genuine.path1, genuine.path2), threshold, server) - started
             stack = http_stack(server.pid)
-            runs = [(c, args.duration, kind) for c in args.clients
-                    for kind in (load, load_protocol) if kind is load or c in args.protocol_clients]
+
+            def in_process(_url: str, clients: int, duration: float, pairs: Pairs, threshold: float) -> Row:
+                return load_in_process(verifier, clients, duration, pairs, threshold)
+
+            runs = [(c, args.duration, kind) for c in args.clients for kind in (load, load_protocol, in_process)
+                    if kind is load or c in (args.protocol_clients if kind is load_protocol else
+                                             args.in_process_clients)]
             runs += [(8, args.soak, load)] if args.soak > 0 else []
             for clients, duration, kind in runs:
                 around, _ = single_stream(verifier, lfw_pairs[: args.single_between])
-                before, server_cpu, client_cpu = len(sampler.samples), cpu_s(server.pid), time.process_time()
+                before, server_cpu, here_cpu = len(sampler.samples), cpu_s(server.pid), time.process_time()
+                here_rss = rss_mib(os.getpid())
                 row = kind(url, clients, duration, pairs, threshold)
-                row.server_cpu_s, row.client_cpu_s = cpu_s(server.pid) - server_cpu, time.process_time() - client_cpu
+                row.server_cpu_s, row.client_cpu_s = cpu_s(server.pid) - server_cpu, time.process_time() - here_cpu
                 row.memory = sampler.samples[before:] or [rss_mib(server.pid)]
+                if row.kind == IN_PROCESS:  # this process served: its CPU and memory are the row's "server"
+                    row.server_cpu_s, row.client_cpu_s = row.client_cpu_s, 0.0
+                    row.memory = [here_rss, rss_mib(os.getpid())]
                 row.single_ms = around + single_stream(verifier, lfw_pairs[: args.single_between])[0]
                 rows.append(row)
                 loads.append(load_average())
@@ -456,6 +485,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{1000 * row.server_cpu_s / max(1, len(row.latencies)):.0f} | "
               f"{1000 * row.client_cpu_s / max(1, len(row.latencies)):.0f} | "
               f"{row.memory[0]:.0f} / {row.memory[-1]:.0f} / {max(row.memory):.0f} |")
+    if any(row.kind == IN_PROCESS for row in rows):
+        print(f"\nRows \"{IN_PROCESS}\": threads of this process calling the model's `BatchedVerifier`, no HTTP; their "
+              "server CPU and RSS are this process's, \"in handler\" is the batcher's time for the request.")
     if args.soak > 0 and rows[-1].memory:
         memory = rows[-1].memory
         marks = [memory[min(len(memory) - 1, round(q * (len(memory) - 1)))] for q in (0, 0.25, 0.5, 0.75, 1)]
