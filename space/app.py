@@ -195,12 +195,15 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
 
         trained = train_button.click(actions.train, [train_dataset, backbone, epochs], [metrics, roc, tuned, run_id],
                            api_name="train", concurrency_id="train", concurrency_limit=1)
+        # A failure is shown where the visitor acted: without show_progress_on, Gradio would also mark the other
+        # outputs (the Model tab's info, the Verify tab's threshold) "Error", on tabs where nothing went wrong.
         publish_button.click(actions.publish, [run_id, model_repo, model_private],
-                             [publish_result, model_info, threshold], api_name="publish").success(
+                             [publish_result, model_info, threshold], api_name="publish",
+                             show_progress_on=publish_result).success(
             lambda t: t, threshold, detection, **PRIVATE)
 
         load_button.click(actions.load_model, [load_repo, load_revision], [model_info, threshold],
-                          api_name="load_model").success(lambda t: t, threshold, detection, **PRIVATE)
+                          api_name="load_model", show_progress_on=model_info).success(lambda t: t, threshold, detection, **PRIVATE)
         refresh_button.click(actions.model_info, None, model_info, api_name="model_info")
 
         forget_button.click(actions.delete_my_data, None, privacy, api_name="delete_my_data").then(

@@ -219,6 +219,7 @@ def test_two_visitors_in_two_browsers_see_only_their_own(browser, app, hub_serve
     b.get_by_role("tab", name="Model").click()
     b.wait_for_function("document.querySelector('#model-info').innerText.includes('embedded default')")
     assert hub_repo_id not in b.inner_text("#model-info") and run_id not in b.content()
+    assert "Error" not in b.inner_text("#model-info")  # B's failed publish is shown on its own tab only
     screenshot(b, "7-visitor-b")
     a_workspace = next(w for w in app.workspaces.all() if w.captures.total() == 9)
     assert str(a_workspace.root) not in shown and shown.split("/")[-2] != a_workspace.root.name
