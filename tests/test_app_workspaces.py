@@ -5,6 +5,7 @@ when A deletes it or when its time to live ends, and eight visitors at once each
 """
 from __future__ import annotations
 
+import json
 import threading
 import time
 import urllib.error
@@ -16,6 +17,7 @@ import pytest
 from gradio_client import Client, handle_file
 from huggingface_hub import hf_hub_download
 
+from space.models import DEFAULT_HEAD_FILE
 from space.workspace import Limits
 from tests.app_helpers import app_error, lfw, workspace_of
 from tests.conftest import needs_lfw
@@ -23,6 +25,7 @@ from tests.conftest import needs_lfw
 pytestmark = needs_lfw
 
 NEGATIVES = ("Tony_Blair", "Gerhard_Schroeder", "Donald_Rumsfeld", "Ariel_Sharon")
+HEAD = json.loads(DEFAULT_HEAD_FILE.read_text())  # the embedded default model's head
 
 
 def fetch(url: str) -> int:
@@ -75,7 +78,9 @@ def test_a_visitor_sees_nothing_of_another(app, hub_server, hub_repo_id, monkeyp
                                                                           api_name="/verify_anchors"))
     assert "no trained model with that run id" in app_error(lambda: b.predict(run_id, "facereg/b-model", False,
                                                                                   api_name="/publish"))
-    assert b.predict(api_name="/model_info")["repo"] is None  # B still has the app's default model
+    default = b.predict(api_name="/model_info")
+    assert default["repo"] is None  # B still has the app's default model
+    assert default["created"] == HEAD["created"]  # when its head was fitted, not when the app loaded it
     theirs = workspace_of(app, b)
     assert theirs.captures.total() == 1 and theirs.anchor_files() == [] and theirs.run_ids() == []
     assert "not a dataset repo id" in app_error(lambda: b.predict(str(mine.captures.root), "dlib_resnet", 1,

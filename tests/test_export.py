@@ -137,6 +137,7 @@ def test_export_default_folder(default_dir: Path) -> None:
     config = json.loads((default_dir / "facereg.json").read_text())
     head = json.loads((REPO_ROOT / "trainer" / "default_model" / "head.json").read_text())
     assert config["threshold"] == head["threshold"] and config["flip"] == head["flip"]
+    assert config["created"] == head["created"]  # when the head was fitted, not when it was exported
     evaluation = config["evaluation"]
     assert evaluation["pairs"] == evaluation["genuine_pairs"] + evaluation["impostor_pairs"]
     correct = evaluation["true_accepts"] + evaluation["impostor_pairs"] - evaluation["false_accepts"]

@@ -7,6 +7,7 @@ agree); `export_default(folder)` (`python -m trainer export-default DIR`) writes
 """
 from __future__ import annotations
 
+import datetime as _dt
 import json
 from pathlib import Path
 from typing import Callable
@@ -69,6 +70,7 @@ def load_default_model(head_file: Path = HEAD_FILE, head: str | None = None) -> 
         benchmarks=[lfw_view2_table(default=True)],
         dataset=TRAINING_DATA,
         source="embedded default",
+        created=saved.get("created"),  # when its head was fitted (not when this process loaded it); None if unknown
     )
     return model, config
 
@@ -168,6 +170,7 @@ def fit_default_head(
             "seed": seed,
             "reproduce": REPRODUCE,
         },
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),  # when this head was fitted
     }
     out_file.parent.mkdir(parents=True, exist_ok=True)
     out_file.write_text(json.dumps(saved, indent=1) + "\n")

@@ -40,7 +40,8 @@ class ModelConfig:
     benchmarks: list[dict[str, Any]] = field(default_factory=list)
     dataset: str | None = None
     source: str | None = None  # where the model was loaded from, e.g. "embedded default" or a repo id
-    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    created: str | None = field(  # when the model was made (its training, for the default its head's fitting)
+        default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
     @property
     def input_size(self) -> int:
