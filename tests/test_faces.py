@@ -159,8 +159,8 @@ def test_batched_detection_matches_one_by_one(lfw_faces: list[np.ndarray]) -> No
     batched = face_locations_batch(images)
     assert [len(faces) for faces in batched] == [len(face_locations(image)) for image in images]
     assert batched[1] == [] and all(batched[i] for i in (0, 2, 3, 4))
-    for image, faces in zip(images, batched):
-        for one, many in zip(face_locations(image), faces):
+    for image, found in zip(images, batched):
+        for one, many in zip(face_locations(image), found):
             assert one.box == many.box
             np.testing.assert_allclose(one.landmarks, many.landmarks, atol=1e-3)
 
