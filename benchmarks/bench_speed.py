@@ -1,6 +1,6 @@
 """Verification speed and memory on this CPU, side by side with `face_recognition` on the same images.
 
-    python benchmarks/bench_speed.py [--pairs 10] [--repeats 3] [--xla] [--opencv]
+    python benchmarks/bench_speed.py [--pairs 10] [--repeats 3] [--xla] [--opencv] [--frozen]
 
 Rows (medians): end to end for one pair from two image files (decode, detect, align, embed, head), the
 same for `face_recognition` (dlib HOG detector + 5-point landmarks + the same ResNet, `face_encodings` on both files
@@ -9,7 +9,8 @@ back to back, in turns, as a service running only one of them would (pair by pai
 from the CPU caches); embedding alone at batch 1 and 32; and, in fresh processes, the cold start from `python` to
 the first verification and that process's peak memory (max RSS). `--xla` and `--opencv` add the embedding network
 alone, one pass per face, as FaceReg compiles it beside XLA or OpenCV's DNN engine (an ONNX translation made here,
-in memory, for this comparison only: FaceReg does not ship it).
+in memory, for this comparison only: FaceReg does not ship it). `--frozen` adds it beside the same network with its
+weights frozen into the graph as constants (what it would cost in time to freeze, time to the first call, and memory).
 Needs `pip install -r requirements-bench.txt` and `pip install --no-deps face_recognition` for the peer.
 """
 from __future__ import annotations
@@ -103,6 +104,8 @@ def main() -> None:
                         help="also time the embedding compiled with XLA (jit_compile) at batch 4 and 16")
     parser.add_argument("--opencv", action="store_true",
                         help="also time the embedding on OpenCV's DNN engine at batch 1, 4 and 16 (needs onnx)")
+    parser.add_argument("--frozen", action="store_true",
+                        help="also time the embedding with its weights frozen into constants at batch 1, 4 and 16")
     args = parser.parse_args()
 
     import face_recognition
@@ -147,6 +150,7 @@ def main() -> None:
     colds = [cold_start(*pairs[0]) for _ in range(args.repeats)]
     engine_rows = xla_embedding(verifier, chips, args.repeats) if args.xla else []
     engine_rows += opencv_embedding(verifier, chips, args.repeats) if args.opencv else []
+    engine_rows += frozen_embedding(verifier, chips, args.repeats) if args.frozen else []
 
     flip = " (with test-time flip: 2 forward passes per face)" if verifier.config.flip else ""
     m = statistics.median
@@ -208,6 +212,41 @@ def xla_embedding(verifier: Verifier, chips: np.ndarray, repeats: int) -> list[s
         m = statistics.median
         rows.append(f"| embedding, one pass, batch {batch}: compiled / XLA (first call {compile_s:.1f} s) | "
                     f"{m(ours) / batch:.1f} / {m(theirs) / batch:.1f} ms per face |")
+    return rows
+
+
+def rss_mib() -> float:
+    """This process's resident memory."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def frozen_embedding(verifier: Verifier, chips: np.ndarray, repeats: int) -> list[str]:
+    """Table rows: the embedding network (one forward pass, no flip) as the Verifier compiles it and with the weights
+    it reads frozen into its graph as constants (`convert_variables_to_constants_v2`: TensorFlow's oneDNN
+    convolutions can then keep their filters in oneDNN's layout between calls), per face, alternating; the seconds
+    to freeze it and of its first call, and how much this process's memory grew meanwhile."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    _, plain = compiled_embedding(verifier)
+    plain(tf.constant(verifier.spec.prepare(chips[:1])))
+    rss, start = rss_mib(), time.perf_counter()
+    frozen = convert_variables_to_constants_v2(plain.get_concrete_function())
+    freeze_s, start = time.perf_counter() - start, time.perf_counter()
+    frozen(tf.constant(verifier.spec.prepare(chips[:1])))
+    first_s, rows = time.perf_counter() - start, []
+    for batch in (1, 4, 16):
+        x = tf.constant(verifier.spec.prepare(chips[:batch]))
+        difference = float(np.abs(plain(x).numpy() - frozen(x)[0].numpy()).max())
+        ours, theirs = [], []
+        for _ in range(5 * repeats):
+            ours += timed(lambda: plain(x).numpy(), 1)
+            theirs += timed(lambda: frozen(x)[0].numpy(), 1)
+        m = statistics.median
+        rows.append(f"| embedding, one pass, batch {batch}: compiled / frozen weights (largest difference "
+                    f"{difference:.0e}) | {m(ours) / batch:.1f} / {m(theirs) / batch:.1f} ms per face |")
+    rows.append(f"| freezing the embedding: seconds to freeze / of its first call; memory (RSS) it added | "
+                f"{freeze_s:.1f} / {first_s:.1f} s; {rss_mib() - rss:.0f} MiB |")
     return rows
 
 
