@@ -215,11 +215,6 @@ def xla_embedding(verifier: Verifier, chips: np.ndarray, repeats: int) -> list[s
     return rows
 
 
-def rss_mib() -> float:
-    """This process's resident memory."""
-    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
 def frozen_embedding(verifier: Verifier, chips: np.ndarray, repeats: int) -> list[str]:
     """Table rows: the embedding network (one forward pass, no flip) as the Verifier compiles it and with the weights
     it reads frozen into its graph as constants (`convert_variables_to_constants_v2`: TensorFlow's oneDNN
@@ -228,9 +223,11 @@ def frozen_embedding(verifier: Verifier, chips: np.ndarray, repeats: int) -> lis
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
+    from benchmarks.bench_app import rss_mib
+
     _, plain = compiled_embedding(verifier)
     plain(tf.constant(verifier.spec.prepare(chips[:1])))
-    rss, start = rss_mib(), time.perf_counter()
+    rss, start = rss_mib(os.getpid()), time.perf_counter()
     frozen = convert_variables_to_constants_v2(plain.get_concrete_function())
     freeze_s, start = time.perf_counter() - start, time.perf_counter()
     frozen(tf.constant(verifier.spec.prepare(chips[:1])))
@@ -246,7 +243,7 @@ def frozen_embedding(verifier: Verifier, chips: np.ndarray, repeats: int) -> lis
         rows.append(f"| embedding, one pass, batch {batch}: compiled / frozen weights (largest difference "
                     f"{difference:.0e}) | {m(ours) / batch:.1f} / {m(theirs) / batch:.1f} ms per face |")
     rows.append(f"| freezing the embedding: seconds to freeze / of its first call; memory (RSS) it added | "
-                f"{freeze_s:.1f} / {first_s:.1f} s; {rss_mib() - rss:.0f} MiB |")
+                f"{freeze_s:.1f} / {first_s:.1f} s; {rss_mib(os.getpid()) - rss:.0f} MiB |")
     return rows
 
 
