@@ -230,14 +230,15 @@ def configure_memory(arenas: int = MALLOC_ARENAS) -> bool:
 
 
 def warm_up(verifier: Verifier) -> None:
-    """Trace the embedding and the head once and build MTCNN's detector, ahead of the first request, on blank
-    inputs."""
+    """Trace the embedding and the head, run the embedding at the batch sizes of one face and of one pair, and build
+    MTCNN's detector, ahead of the first request, on blank inputs."""
     import numpy as np
 
     from .faces import face_locations
 
     size, dim = verifier.spec.input_size, verifier.spec.embedding_dim
-    verifier.embed_chips(np.zeros((1, size, size, 3), np.uint8))
+    for chips in (1, 2):  # one face (anchors, captures) and one pair: TensorFlow sets up each batch size on first use
+        verifier.embed_chips(np.zeros((chips, size, size, 3), np.uint8))
     verifier.score(np.zeros((1, dim), np.float32), np.zeros((1, dim), np.float32))
     if verifier.config.detector == "mtcnn":
         face_locations(np.zeros((240, 320, 3), np.uint8))  # loads its networks and translates them for OpenCV
