@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import keras
@@ -73,6 +74,7 @@ def test_dlib_head_on_a_private_hub_dataset_is_published_and_pulled_back(hub_ser
     hub_tools.push_dataset(dataset_dir, data_repo, private=True, token=hub_server.token)
     steps: list[tuple[float, str]] = []
     output = tmp_path / "model"
+    started = datetime.now(timezone.utc).replace(microsecond=0)
     result = train(data_repo, "dlib_resnet", 3, output, push_to=model_repo, token=hub_server.token,
                    progress=lambda fraction, message: steps.append((fraction, message)), cache_dir=cache_dir, verbose=0)
 
@@ -83,6 +85,7 @@ def test_dlib_head_on_a_private_hub_dataset_is_published_and_pulled_back(hub_ser
     config = json.loads((output / "facereg.json").read_text())
     assert config["threshold"] == result.threshold and 0 < result.threshold < 1
     assert config["backbone"] == "dlib_resnet" and config["dataset"] == data_repo
+    assert datetime.fromisoformat(config["created"]) >= started  # made now, not the default head's date
     assert set(config["metrics"]) >= {"accuracy", "f1", "precision", "recall", "roc_auc", "eer"}
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["data"]["images"] == 20 and metrics["validation"]["pairs"] == 8

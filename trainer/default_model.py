@@ -7,7 +7,6 @@ agree); `export_default(folder)` (`python -m trainer export-default DIR`) writes
 """
 from __future__ import annotations
 
-import datetime as _dt
 import json
 from pathlib import Path
 from typing import Callable
@@ -17,7 +16,7 @@ import numpy as np
 
 from .evaluate import align_pair_images, best_accuracy_threshold, embed_pairs, read_lfw_pairs, verification_report
 from .head import fit_head
-from .model_io import ModelConfig, save_model_dir
+from .model_io import ModelConfig, save_model_dir, utc_now
 from .networks import HEAD_L2, build_embedding, build_siamese, siamese_parts
 from .report import METRIC_NAMES, evaluation_counts, summary_metrics
 
@@ -170,7 +169,7 @@ def fit_default_head(
             "seed": seed,
             "reproduce": REPRODUCE,
         },
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),  # when this head was fitted
+        "created": utc_now(),  # when this head was fitted
     }
     out_file.parent.mkdir(parents=True, exist_ok=True)
     out_file.write_text(json.dumps(saved, indent=1) + "\n")

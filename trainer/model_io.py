@@ -24,6 +24,11 @@ EXPORT_DIR = "saved_model"
 FORMAT_VERSION = 1
 
 
+def utc_now() -> str:
+    """The time now in UTC, ISO 8601 to the second: what `ModelConfig.created` holds."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
 @dataclass
 class ModelConfig:
     """What `facereg.json` holds: how to feed the model and where to cut its score."""
@@ -40,8 +45,7 @@ class ModelConfig:
     benchmarks: list[dict[str, Any]] = field(default_factory=list)
     dataset: str | None = None
     source: str | None = None  # where the model was loaded from, e.g. "embedded default" or a repo id
-    created: str | None = field(  # when the model was made (its training, for the default its head's fitting)
-        default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    created: str | None = field(default_factory=lambda: utc_now())  # when the model was made (trained or fitted)
 
     @property
     def input_size(self) -> int:

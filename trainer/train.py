@@ -41,7 +41,7 @@ from .data import (
 )
 from .errors import FaceRegError
 from .evaluate import threshold_sweep, verification_report
-from .model_io import ModelConfig, save_model_dir
+from .model_io import ModelConfig, save_model_dir, utc_now
 from .networks import backbone_spec, build_embedding, build_siamese
 from .report import evaluation_counts, summary_metrics, write_metrics, write_plots
 
@@ -315,6 +315,7 @@ def train(
     # Clipped: with target_far, a top-scoring impostor makes the sweep's threshold +inf (accept nothing).
     threshold = float(np.clip(threshold_sweep(scores, val_pairs.labels, target_far), 0.0, 1.0))
     validation = verification_report(scores, val_pairs.labels, threshold=threshold)
+    config.created = utc_now()  # a new model (the default's config, which personalisation starts from, has its own)
     config.threshold = threshold
     config.metrics = summary_metrics(validation)
     config.dataset = str(dataset) if record_dataset else None
