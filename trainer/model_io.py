@@ -45,7 +45,7 @@ class ModelConfig:
     benchmarks: list[dict[str, Any]] = field(default_factory=list)
     dataset: str | None = None
     source: str | None = None  # where the model was loaded from, e.g. "embedded default" or a repo id
-    created: str | None = field(default_factory=lambda: utc_now())  # when the model was made (trained or fitted)
+    created: str | None = field(default_factory=utc_now)  # when the model was made (trained or fitted)
 
     @property
     def input_size(self) -> int:
