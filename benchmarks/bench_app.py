@@ -426,9 +426,8 @@ def main(argv: list[str] | None = None) -> int:
             def in_process(_url: str, clients: int, duration: float, pairs: Pairs, threshold: float) -> Row:
                 return load_in_process(verifier, clients, duration, pairs, threshold)
 
-            runs = [(c, args.duration, kind) for c in args.clients for kind in (load, load_protocol, in_process)
-                    if kind is load or c in (args.protocol_clients if kind is load_protocol else
-                                             args.in_process_clients)]
+            counts = {load: args.clients, load_protocol: args.protocol_clients, in_process: args.in_process_clients}
+            runs = [(c, args.duration, kind) for c in args.clients for kind in counts if c in counts[kind]]
             runs += [(8, args.soak, load)] if args.soak > 0 else []
             for clients, duration, kind in runs:
                 around, _ = single_stream(verifier, lfw_pairs[: args.single_between])

@@ -203,7 +203,8 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
             lambda t: t, threshold, detection, **PRIVATE)
 
         load_button.click(actions.load_model, [load_repo, load_revision], [model_info, threshold],
-                          api_name="load_model", show_progress_on=model_info).success(lambda t: t, threshold, detection, **PRIVATE)
+                          api_name="load_model", show_progress_on=model_info).success(
+            lambda t: t, threshold, detection, **PRIVATE)
         refresh_button.click(actions.model_info, None, model_info, api_name="model_info")
 
         forget_button.click(actions.delete_my_data, None, privacy, api_name="delete_my_data").then(
