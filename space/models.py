@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+BENCHMARK_FIGURES = 3  # of a benchmark's columns, the Model tab shows the first few; the model card all
 log = logging.getLogger("facereg.space")
 
 MODEL_REPO_ENV = "FACEREG_MODEL_REPO"
@@ -198,7 +199,28 @@ class Models:
             "created": config.created,
             "metrics": {name: round(value, 4) if isinstance(value, float) else value
                         for name, value in (config.metrics or {}).items()},
+            "metrics_measured_on": _measured_on(config.evaluation or {}),
+            "benchmarks": {table["name"]: _benchmark_summary(table) for table in config.benchmarks or []
+                           if table.get("rows")},
         }
+
+
+def _benchmark_summary(table: dict[str, Any]) -> dict[str, Any]:
+    """A benchmark's first row (what it measured, its main figures) with its note and protocol, as the Model tab
+    shows it; the model card has the whole table."""
+    row = table["rows"][0]
+    figures = dict(zip(table["columns"][1:BENCHMARK_FIGURES + 1], row[1:BENCHMARK_FIGURES + 1]))
+    return {"measured": row[0], **figures, "note": table.get("note"), "protocol": table.get("protocol")}
+
+
+def _measured_on(evaluation: dict[str, Any]) -> str:
+    """Which pairs a model's metrics come from, in words (the model card says it at more length)."""
+    if "pairs" not in evaluation:
+        return "not recorded"
+    split = (f" ({evaluation['genuine_pairs']} of the same person, {evaluation['impostor_pairs']} of different people)"
+             if "genuine_pairs" in evaluation and "impostor_pairs" in evaluation else "")
+    data = f": {evaluation['data']}" if evaluation.get("data") else ""
+    return f"{evaluation['pairs']} pairs{split}{data}"
 
 
 def _load(source: ModelSource, token: str | bool | None) -> Any:

@@ -161,7 +161,10 @@ def test_push_dataset_train_publish_and_switch(client, app, token, hub_repo_id):
 
     message, info, slider = client.predict(run_id, model_repo, False, api_name="/publish")
     assert model_repo in message and info["repo"] == model_repo and slider == pytest.approx(threshold, abs=1e-3)
-    assert client.predict(api_name="/model_info")["repo"] == model_repo
+    published = client.predict(api_name="/model_info")
+    assert published["repo"] == model_repo
+    assert "validation pairs of held-out images" in published["metrics_measured_on"]
+    assert "backbone" in published["benchmarks"]["LFW View 2"]["measured"]  # context, not this model's figure
     assert workspace_of(app, client).model.repo == model_repo
     *_, details = client.predict(lfw("Colin_Powell", 9), lfw("Colin_Powell", 10), slider, api_name="/verify")
     assert details["threshold"] == pytest.approx(threshold, abs=1e-4)

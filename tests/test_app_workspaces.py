@@ -81,6 +81,12 @@ def test_a_visitor_sees_nothing_of_another(app, hub_server, hub_repo_id, monkeyp
     default = b.predict(api_name="/model_info")
     assert default["repo"] is None  # B still has the app's default model
     assert default["created"] == HEAD["created"]  # when its head was fitted, not when the app loaded it
+    assert default["metrics"]["accuracy"] == round(HEAD["metrics"]["accuracy"], 4)
+    assert default["metrics_measured_on"].startswith("1000 pairs (500 of the same person, 500 of different people)")
+    assert "DevTest" in default["metrics_measured_on"]  # says which pairs, not only how many
+    view2 = json.loads((DEFAULT_HEAD_FILE.parent / "lfw_view2.json").read_text())  # its LFW View 2 figures
+    assert default["benchmarks"]["LFW View 2"]["10-fold acc. mean +/- std"] == view2["default"][1]
+    assert default["benchmarks"]["LFW View 2"]["measured"] == view2["default"][0]  # this model, not its backbone
     theirs = workspace_of(app, b)
     assert theirs.captures.total() == 1 and theirs.anchor_files() == [] and theirs.run_ids() == []
     assert "not a dataset repo id" in app_error(lambda: b.predict(str(mine.captures.root), "dlib_resnet", 1,
