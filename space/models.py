@@ -197,9 +197,9 @@ class Models:
             "detector": config.detector,
             "dataset": config.dataset,
             "created": config.created,
+            "metrics_measured_on": _measured_on(config.evaluation or {}),  # before the metrics: read first
             "metrics": {name: round(value, 4) if isinstance(value, float) else value
                         for name, value in (config.metrics or {}).items()},
-            "metrics_measured_on": _measured_on(config.evaluation or {}),
             "benchmarks": {table["name"]: _benchmark_summary(table) for table in config.benchmarks or []
                            if table.get("rows")},
         }
