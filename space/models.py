@@ -206,11 +206,11 @@ class Models:
 
 
 def _benchmark_summary(table: dict[str, Any]) -> dict[str, Any]:
-    """A benchmark's first row (what it measured, its main figures) with its note and protocol, as the Model tab
-    shows it; the model card has the whole table."""
-    row = table["rows"][0]
-    figures = dict(zip(table["columns"][1:BENCHMARK_FIGURES + 1], row[1:BENCHMARK_FIGURES + 1]))
-    return {"measured": row[0], **figures, "note": table.get("note"), "protocol": table.get("protocol")}
+    """A benchmark's rows (what each measured, its main figures) with its note and protocol, as the Model tab shows
+    it; the model card has every column."""
+    columns = table["columns"][1:BENCHMARK_FIGURES + 1]
+    rows = [{"measured": row[0], **dict(zip(columns, row[1:BENCHMARK_FIGURES + 1]))} for row in table["rows"]]
+    return {"note": table.get("note"), "rows": rows, "protocol": table.get("protocol")}
 
 
 def _measured_on(evaluation: dict[str, Any]) -> str:

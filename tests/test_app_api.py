@@ -164,7 +164,8 @@ def test_push_dataset_train_publish_and_switch(client, app, token, hub_repo_id):
     published = client.predict(api_name="/model_info")
     assert published["repo"] == model_repo
     assert "validation pairs of held-out images" in published["metrics_measured_on"]
-    assert "backbone" in published["benchmarks"]["LFW View 2"]["measured"]  # context, not this model's figure
+    [context] = published["benchmarks"]["LFW View 2"]["rows"]  # the backbone's row only: context, not this model
+    assert "backbone" in context["measured"] and "not this fine-tuned model" in published["benchmarks"]["LFW View 2"]["note"]
     assert workspace_of(app, client).model.repo == model_repo
     *_, details = client.predict(lfw("Colin_Powell", 9), lfw("Colin_Powell", 10), slider, api_name="/verify")
     assert details["threshold"] == pytest.approx(threshold, abs=1e-4)
