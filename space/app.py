@@ -27,6 +27,12 @@ INFERENCE = {"concurrency_id": "inference", "concurrency_limit": 4}
 # the waiting requests in turn: many may wait there, so that Gradio's queue never holds a decoded request back.
 VERIFY = {"concurrency_id": "verify", "concurrency_limit": 16}
 PRIVATE = {"api_visibility": "private"}
+# Browser-side handler that empties {} result fields (a Number shows its placeholder again, not 0).
+CLEAR_RESULT = "() => Array({}).fill(null)"
+# The verdict while a Verify runs ...
+VERIFYING = "() => '⏳ Verifying...'"
+# ... and that of a Verify that failed (the error message, shown at the top right for a while, says why).
+NOT_VERIFIED = "() => '✘ **Not verified**: see the error message at the top right.'"
 CACHE_SWEEP_S = 300  # how often Gradio's copies of uploads and shown images are checked for age
 # Gradio's queue looks for new events every millisecond whenever none is waiting, waking the event loop (and taking
 # the GIL from the inference workers) a thousand times a second. Every 5 ms instead.
@@ -167,17 +173,29 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
         # preprocess=False: Gradio still checks that each image is one of its uploads, but skips the images'
         # preprocessing (a PIL header read and a thread hop each; `python -m benchmarks.app_latency` prints Gradio's
         # phases); the handler decodes the files itself, as it must anyway.
-        verify_button.click(actions.verify, [image1, image2, threshold],
-                            [chips, verdict, score, elapsed, details], api_name="verify", preprocess=False, **VERIFY)
+        result = [chips, verdict, score, elapsed, details]
+        # The verdict says what is going on (verifying, the answer, or that it failed), in the browser as the events
+        # start and end; Gradio's own badges are hidden: its "Error" badge was drawn over the verdict's text.
+        verify_button.click(None, None, verdict, js=VERIFYING, **PRIVATE)
+        verify_button.click(actions.verify, [image1, image2, threshold], result, api_name="verify", preprocess=False,
+                            show_progress="hidden", **VERIFY).failure(None, None, verdict, js=NOT_VERIFIED, **PRIVATE)
+        # A result belongs to the faces it was computed on: a new face clears it, in the browser (no request), so
+        # that a failed Verify on new faces does not leave the previous faces' verdict on screen.
+        for face in (image1, image2):
+            face.change(None, None, result, js=CLEAR_RESULT.format(len(result)), **PRIVATE)
 
         anchors_view = [anchors_line, anchors_gallery]
         enrolled = enroll_button.click(actions.enroll_anchors, anchor_uploads, [*anchors_view, anchor_uploads],
                             api_name="enroll_anchors", **INFERENCE)
         added = add_anchor.click(actions.add_anchor, anchor_cam, anchors_view, **PRIVATE, **INFERENCE)
         cleared = clear_anchors.click(actions.clear_anchors, None, anchors_view, api_name="clear_anchors")
+        anchors_result = [anchors_verdict, anchor_scores, anchors_details]
+        anchors_button.click(None, None, anchors_verdict, js=VERIFYING, **PRIVATE)
         probed = anchors_button.click(actions.verify_anchors, [anchor_uploads, probe, detection, verification],
-                                      [anchors_verdict, anchor_scores, anchors_details], api_name="verify_anchors",
-                                      **INFERENCE).then(actions.anchors_view, None, anchors_view, **PRIVATE)
+                                      anchors_result, api_name="verify_anchors", show_progress="hidden", **INFERENCE)
+        probed.failure(None, None, anchors_verdict, js=NOT_VERIFIED, **PRIVATE)
+        probed.then(actions.anchors_view, None, anchors_view, **PRIVATE)
+        probe.change(None, None, anchors_result, js=CLEAR_RESULT.format(len(anchors_result)), **PRIVATE)
 
         overview = [counts, gallery]
         camera.stream(actions.capture_frame, [camera, category, auto, every_ms], [capture_status, *overview, privacy],

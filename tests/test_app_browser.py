@@ -117,6 +117,30 @@ def test_verify_from_webcam_shows_the_verdict(page):
         screenshot(page, name)
 
 
+def test_a_new_face_clears_the_verdict_and_a_failed_verify_says_so(page, tmp_path):
+    import cv2
+    import numpy as np
+
+    page.locator("#face1 input[type=file]").set_input_files(str(lfw_image("Colin_Powell", 1)))
+    page.locator("#face2 input[type=file]").set_input_files(str(lfw_image("Colin_Powell", 2)))
+    page.locator("#face2 img:visible").first.wait_for()
+    page.locator("#verify-button").click()
+    page.wait_for_function("document.querySelector('#score input').value !== ''")
+    assert "Match" in page.inner_text("#verdict") and page.locator("#chips img").count() == 2
+
+    wall = tmp_path / "wall.png"  # a picture without a face
+    cv2.imwrite(str(wall), np.full((200, 300, 3), 120, np.uint8))
+    page.locator("#face2 input[type=file]").set_input_files(str(wall))
+    # The earlier pair's result goes as soon as a face changes: it is not this pair's.
+    page.wait_for_function("document.querySelector('#score input').value === ''")
+    assert "Match" not in page.inner_text("#verdict") and page.locator("#chips img").count() == 0
+    page.locator("#verify-button").click()
+    page.wait_for_function("document.querySelector('#verdict').innerText.includes('Not verified')")
+    assert "no face found" in " ".join(page.locator(".toast-body").all_inner_texts())
+    assert field(page, "score") == "" and page.locator("#chips img").count() == 0
+    screenshot(page, "1b-verify-failed")
+
+
 def positives(app) -> int:
     """Positive captures in all of the app's workspaces."""
     return sum(w.captures.counts()["positive"] for w in app.workspaces.all())
