@@ -392,7 +392,8 @@ class Actions:
             verifier = self.models.load(choice, token, folder=folder)
         workspace.model, workspace.anchor_embeddings = choice, None
         log.info("a visitor switched to their published model")
-        return (f"Published to [{url}]({url}); the app now uses it for you.", self.models.info(choice, verifier),
+        visibility = "private: only you and those you share it with can use it" if private else "public"
+        return (f"Published to [{url}]({url}) ({visibility}); the app now uses it for you.", self.models.info(choice, verifier),
                 verifier.threshold)
 
     # -- Model ---------------------------------------------------------------------------------------------------

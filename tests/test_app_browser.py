@@ -219,6 +219,10 @@ def test_two_visitors_in_two_browsers_see_only_their_own(browser, app, hub_serve
     a.locator("#publish-button").click()
     a.wait_for_function("document.querySelector('#publish-result').innerText.includes('Published')",
                         timeout=300_000)
+    from huggingface_hub import HfApi
+
+    assert "private" in a.inner_text("#publish-result")  # a model trained on one's faces: private unless unticked
+    assert HfApi(token=hub_server.token).repo_info(hub_repo_id).private
     a.get_by_role("tab", name="Model").click()
     a.wait_for_function(f"document.querySelector('#model-info').innerText.includes('{hub_repo_id}')")
     screenshot(a, "6-visitor-a")
