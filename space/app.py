@@ -186,8 +186,9 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
 
         anchors_view = [anchors_line, anchors_gallery]
         enrolled = enroll_button.click(actions.enroll_anchors, anchor_uploads, [*anchors_view, anchor_uploads],
-                            api_name="enroll_anchors", **INFERENCE)
-        added = add_anchor.click(actions.add_anchor, anchor_cam, anchors_view, **PRIVATE, **INFERENCE)
+                            api_name="enroll_anchors", show_progress_on=anchors_line, **INFERENCE)
+        added = add_anchor.click(actions.add_anchor, anchor_cam, anchors_view, show_progress_on=anchors_line,
+                                 **PRIVATE, **INFERENCE)
         cleared = clear_anchors.click(actions.clear_anchors, None, anchors_view, api_name="clear_anchors")
         anchors_result = [anchors_verdict, anchor_scores, anchors_details]
         anchors_button.click(None, None, anchors_verdict, js=VERIFYING, **PRIVATE)
@@ -201,20 +202,22 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
         camera.stream(actions.capture_frame, [camera, category, auto, every_ms], [capture_status, *overview, privacy],
                       stream_every=0.2, time_limit=None, show_progress="hidden", concurrency_limit=2,
                       **PRIVATE)  # (trigger_mode="always_last" stops a webcam stream after one frame)
-        captured = capture_button.click(actions.capture_now, [category], [capture_status, *overview], **PRIVATE)
+        captured = capture_button.click(actions.capture_now, [category], [capture_status, *overview],
+                                        show_progress_on=capture_status, **PRIVATE)
         uploaded = upload_button.click(actions.capture, [uploads, category], [capture_status, *overview, uploads],
-                            api_name="capture", **INFERENCE)
+                            api_name="capture", show_progress_on=capture_status, **INFERENCE)
         category.change(actions.overview, category, overview, **PRIVATE)
         gallery.select(_selected_caption, None, selected, **PRIVATE)
         deleted = delete_button.click(actions.delete_capture, [selected, category], [capture_status, selected, *overview],
-                            api_name="delete_capture")
+                            api_name="delete_capture", show_progress_on=capture_status)
         push_button.click(actions.push_dataset, [dataset_repo, dataset_private], push_result,
                           api_name="push_dataset").success(lambda repo: repo, dataset_repo, train_dataset, **PRIVATE)
 
+        # Progress and failure show on one field of each action (show_progress_on): without it, Gradio draws its
+        # progress, and on a failure an "Error" badge, over every output, the last good results and the counts among
+        # them, and on other tabs where nothing went wrong (publish: the Model tab's info, the Verify tab's threshold).
         trained = train_button.click(actions.train, [train_dataset, backbone, epochs], [metrics, roc, tuned, run_id],
-                           api_name="train", concurrency_id="train", concurrency_limit=1)
-        # A failure is shown where the visitor acted: without show_progress_on, Gradio would also mark the other
-        # outputs (the Model tab's info, the Verify tab's threshold) "Error", on tabs where nothing went wrong.
+                           api_name="train", concurrency_id="train", concurrency_limit=1, show_progress_on=metrics)
         publish_button.click(actions.publish, [run_id, model_repo, model_private],
                              [publish_result, model_info, threshold], api_name="publish",
                              show_progress_on=publish_result).success(

@@ -148,6 +148,10 @@ def positives(app) -> int:
 
 def test_automatic_capture_saves_faces_while_streaming(page, app):
     page.get_by_role("tab", name="Capture").click()
+    page.get_by_role("button", name="Capture now").click()  # too soon: the camera is not streaming
+    page.wait_for_function("[...document.querySelectorAll('.toast-body')].some(t => t.innerText.includes('camera'))")
+    # The failure shows by the button, not as "Error" badges over the counts and the gallery
+    assert "Error" not in page.inner_text("#capture-counts") and "Error" not in page.inner_text("#captures")
     page.locator("#category").get_by_text("positive").click()
     page.locator("#auto-capture input[type=checkbox]").check()
     camera = page.locator("#camera")
