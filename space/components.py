@@ -51,7 +51,9 @@ def chips_html(chips: Sequence[np.ndarray], captions: Sequence[str], side: int =
             raise ValueError(f"could not encode {caption} as JPEG")
         data = base64.b64encode(jpeg.tobytes()).decode("ascii")
         label = html.escape(caption)
-        figures.append(f'<figure class="facereg-chip" style="margin:0;text-align:center">'
-                       f'<img src="data:image/jpeg;base64,{data}" alt="{label}" width="{side}" height="{side}">'
+        # Each chip shrinks to fit, so that two stay side by side on a phone's narrow screen.
+        figures.append(f'<figure class="facereg-chip" style="margin:0;text-align:center;flex:0 1 {side}px;min-width:0">'
+                       f'<img src="data:image/jpeg;base64,{data}" alt="{label}" width="{side}" height="{side}" '
+                       f'style="width:100%;height:auto">'
                        f"<figcaption>{label}</figcaption></figure>")
-    return f'<div class="facereg-chips" style="display:flex;gap:12px;flex-wrap:wrap">{"".join(figures)}</div>'
+    return f'<div class="facereg-chips" style="display:flex;gap:12px">{"".join(figures)}</div>'

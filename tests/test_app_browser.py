@@ -141,6 +141,23 @@ def test_a_new_face_clears_the_verdict_and_a_failed_verify_says_so(page, tmp_pat
     screenshot(page, "1b-verify-failed")
 
 
+def test_on_a_phone_the_two_faces_stay_side_by_side(browser, app):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(app.url)
+    page.locator("#face1 input[type=file]").set_input_files(str(lfw_image("Colin_Powell", 1)))
+    page.locator("#face2 input[type=file]").set_input_files(str(lfw_image("Colin_Powell", 2)))
+    page.locator("#face2 img:visible").first.wait_for()
+    page.locator("#verify-button").click()
+    page.wait_for_function("document.querySelectorAll('#chips img').length === 2")
+    first, second = (page.locator("#chips img").nth(i).bounding_box() for i in range(2))
+    assert first["y"] == second["y"] and first["x"] + first["width"] <= second["x"]  # one row, not one under the other
+    assert second["x"] + second["width"] <= 390  # and both on screen
+    screenshot(page, "1c-verify-phone")
+    context.close()
+
+
 def positives(app) -> int:
     """Positive captures in all of the app's workspaces."""
     return sum(w.captures.counts()["positive"] for w in app.workspaces.all())
