@@ -17,7 +17,7 @@ import gradio as gr  # noqa: E402
 from space.actions import Actions  # noqa: E402
 from space.capture import CATEGORIES  # noqa: E402
 from space.components import WEBCAM, face_image  # noqa: E402
-from space.models import Models  # noqa: E402
+from space.models import Models, info_markdown  # noqa: E402
 from space.state import on_space  # noqa: E402
 from space.workspace import Workspaces  # noqa: E402
 
@@ -162,13 +162,14 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
                 publish_result = gr.Markdown(elem_id="publish-result")
 
             with gr.Tab("Model", id="model"):
-                model_info = gr.JSON(label="Loaded model", elem_id="model-info")
+                model_summary = gr.Markdown(elem_id="model-summary")
                 with gr.Row():
                     load_repo = gr.Textbox(label="Model repo (blank: the model the app started with)")
                     load_revision = gr.Textbox(label="Revision (blank: main)")
                 with gr.Row():
                     load_button = gr.Button("Load this model")
                     refresh_button = gr.Button("Refresh")
+                model_info = gr.JSON(label="All details", elem_id="model-info")
 
         # preprocess=False: Gradio still checks that each image is one of its uploads, but skips the images'
         # preprocessing (a PIL header read and a thread hop each; `python -m benchmarks.app_latency` prints Gradio's
@@ -224,9 +225,10 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
             lambda t: t, threshold, detection, **PRIVATE)
 
         load_button.click(actions.load_model, [load_repo, load_revision], [model_info, threshold],
-                          api_name="load_model", show_progress_on=model_info).success(
+                          api_name="load_model", show_progress_on=model_summary).success(
             lambda t: t, threshold, detection, **PRIVATE)
         refresh_button.click(actions.model_info, None, model_info, api_name="model_info")
+        model_info.change(info_markdown, model_info, model_summary, **PRIVATE)  # whichever event set the info
 
         forget_button.click(actions.delete_my_data, None, privacy, api_name="delete_my_data").then(
             actions.overview, category, overview, **PRIVATE).then(

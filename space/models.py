@@ -198,11 +198,36 @@ class Models:
             "dataset": config.dataset,
             "created": config.created,
             "metrics_measured_on": _measured_on(config.evaluation or {}),  # before the metrics: read first
+            "accepted_at_threshold": _accepted(config.evaluation or {}),
             "metrics": {name: round(value, 4) if isinstance(value, float) else value
                         for name, value in (config.metrics or {}).items()},
             "benchmarks": {table["name"]: _benchmark_summary(table) for table in config.benchmarks or []
                            if table.get("rows")},
         }
+
+
+def info_markdown(info: dict[str, Any]) -> str:
+    """The Model tab's summary of `Models.info` in words: what serves the visitor, its threshold, and how good it is,
+    on which pairs."""
+    flip = ", test-time flip" if info.get("flip") else ""
+    trained = f"; trained on {info['dataset']}" if info.get("dataset") else ""
+    paragraphs = [f"### Model: {info['source']}",
+                  f"Serves {info['serves']}. Backbone **{info['backbone']}**{flip}; faces found by "
+                  f"**{info['detector']}**{trained}.",
+                  f"**Threshold {info['threshold']:.3f}**: a score at or above it is a match."]
+    metrics, accepted = info.get("metrics") or {}, info.get("accepted_at_threshold") or {}
+    if "accuracy" in metrics:
+        counts = " It accepted " + " and ".join(f"{n} {kind}" for kind, n in accepted.items()) + "." if accepted else ""
+        paragraphs.append(f"**How good it is**: accuracy **{100 * metrics['accuracy']:.1f} %** at this threshold on "
+                          f"{info['metrics_measured_on']}.{counts}")
+    else:
+        paragraphs.append("No accuracy was recorded with this model.")
+    for name, table in (info.get("benchmarks") or {}).items():
+        protocol = f" ({table['protocol']})" if table.get("protocol") else ""
+        rows = [f"- {row['measured']}: " + ", ".join(f"{column} {value}" for column, value in list(row.items())[1:])
+                for row in table["rows"]]
+        paragraphs.append("\n".join([f"**{name}**{protocol}: {table.get('note') or ''}", "", *rows]))
+    return "\n\n".join(paragraphs)
 
 
 def _benchmark_summary(table: dict[str, Any]) -> dict[str, Any]:
@@ -211,6 +236,14 @@ def _benchmark_summary(table: dict[str, Any]) -> dict[str, Any]:
     columns = table["columns"][1:BENCHMARK_FIGURES + 1]
     rows = [{"measured": row[0], **dict(zip(columns, row[1:BENCHMARK_FIGURES + 1]))} for row in table["rows"]]
     return {"note": table.get("note"), "rows": rows, "protocol": table.get("protocol")}
+
+
+def _accepted(evaluation: dict[str, Any]) -> dict[str, str]:
+    """How many of the evaluation's same-person and different-people pairs the threshold accepted ("497 of 500")."""
+    counts = [("same-person pairs", "true_accepts", "genuine_pairs"),
+              ("different-people pairs", "false_accepts", "impostor_pairs")]
+    return {kind: f"{evaluation[accepted]} of {evaluation[total]}" for kind, accepted, total in counts
+            if accepted in evaluation and total in evaluation}
 
 
 def _measured_on(evaluation: dict[str, Any]) -> str:

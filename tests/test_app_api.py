@@ -14,6 +14,7 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
+from space.models import info_markdown
 from tests.app_helpers import app_error, lfw, workspace_of
 from tests.conftest import lfw_image, needs_lfw
 
@@ -165,6 +166,8 @@ def test_push_dataset_train_publish_and_switch(client, app, token, hub_repo_id):
     assert published["repo"] == model_repo
     assert "validation pairs of held-out images" in published["metrics_measured_on"]
     [context] = published["benchmarks"]["LFW View 2"]["rows"]  # the backbone's row only: context, not this model
+    summary = info_markdown(published)
+    assert "you alone" in summary and "validation pairs of held-out images" in summary and context["measured"] in summary
     assert "backbone" in context["measured"] and "not this fine-tuned model" in published["benchmarks"]["LFW View 2"]["note"]
     assert workspace_of(app, client).model.repo == model_repo
     *_, details = client.predict(lfw("Colin_Powell", 9), lfw("Colin_Powell", 10), slider, api_name="/verify")

@@ -112,6 +112,7 @@ def test_verify_from_webcam_shows_the_verdict(page):
         page.get_by_role("tab", name=tab).click()
         if tab == "Model":
             page.wait_for_function("document.body.innerText.includes('backbone')")
+            page.wait_for_function("document.querySelector('#model-summary').innerText.includes('How good it is')")
         if tab == "Train and publish":
             assert field(page, "tuned") == ""  # nothing trained yet
         screenshot(page, name)

@@ -17,7 +17,7 @@ import pytest
 from gradio_client import Client, handle_file
 from huggingface_hub import hf_hub_download
 
-from space.models import DEFAULT_HEAD_FILE
+from space.models import DEFAULT_HEAD_FILE, info_markdown
 from space.workspace import Limits
 from tests.app_helpers import app_error, lfw, workspace_of
 from tests.conftest import needs_lfw
@@ -89,6 +89,11 @@ def test_a_visitor_sees_nothing_of_another(app, hub_server, hub_repo_id, monkeyp
     assert (ours["measured"], ours["10-fold acc. mean +/- std"]) == (view2["default"][0], view2["default"][1])
     assert (backbone["measured"], backbone["10-fold acc. mean +/- std"]) == (view2["backbone"][0], view2["backbone"][1])
     assert "next to its backbone" in default["benchmarks"]["LFW View 2"]["note"]
+    summary = info_markdown(default)  # the Model tab's words above the details
+    same, different = round(500 * HEAD["metrics"]["recall"]), round(500 * HEAD["metrics"]["far_at_threshold"])
+    assert f"accuracy **{100 * HEAD['metrics']['accuracy']:.1f} %**" in summary and "DevTest" in summary
+    assert f"{same} of 500 same-person pairs and {different} of 500 different-people pairs" in summary
+    assert view2["default"][1] in summary and view2["backbone"][1] in summary
     theirs = workspace_of(app, b)
     assert theirs.captures.total() == 1 and theirs.anchor_files() == [] and theirs.run_ids() == []
     assert "not a dataset repo id" in app_error(lambda: b.predict(str(mine.captures.root), "dlib_resnet", 1,
