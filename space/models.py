@@ -206,9 +206,11 @@ class Models:
         }
 
 
-def info_markdown(info: dict[str, Any]) -> str:
+def info_markdown(info: dict[str, Any] | None) -> str:
     """The Model tab's summary of `Models.info` in words: what serves the visitor, its threshold, and how good it is,
     on which pairs."""
+    if not info:
+        return ""
     flip = ", test-time flip" if info.get("flip") else ""
     trained = f"; trained on {info['dataset']}" if info.get("dataset") else ""
     paragraphs = [f"### Model: {info['source']}",
