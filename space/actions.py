@@ -393,8 +393,8 @@ class Actions:
         workspace.model, workspace.anchor_embeddings = choice, None
         log.info("a visitor switched to their published model")
         visibility = "private: only you and those you share it with can use it" if private else "public"
-        return (f"Published to [{url}]({url}) ({visibility}); the app now uses it for you.", self.models.info(choice, verifier),
-                verifier.threshold)
+        return (f"Published to [{url}]({url}) ({visibility}); the app now uses it for you.",
+                self.models.info(choice, verifier), verifier.threshold)
 
     # -- Model ---------------------------------------------------------------------------------------------------
     def model_info(self, request: gr.Request, profile: Optional[gr.OAuthProfile],

@@ -157,7 +157,8 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
                         run_id = gr.Textbox(label="Run", interactive=False, elem_id="run-id")
                 with gr.Row():
                     model_repo = gr.Textbox(label="Model repo", placeholder="your-name/facereg", elem_id="model-repo")
-                    model_private = gr.Checkbox(value=True, label="Private")  # a model trained on your faces: as the CLI
+                    # a model fitted on the visitor's faces: private unless unticked, as `trainer train --push-to`
+                    model_private = gr.Checkbox(value=True, label="Private")
                 publish_button = gr.Button("Publish", variant="primary", elem_id="publish-button")
                 publish_result = gr.Markdown(elem_id="publish-result")
 

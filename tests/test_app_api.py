@@ -165,10 +165,12 @@ def test_push_dataset_train_publish_and_switch(client, app, token, hub_repo_id):
     published = client.predict(api_name="/model_info")
     assert published["repo"] == model_repo
     assert "validation pairs of held-out images" in published["metrics_measured_on"]
-    [context] = published["benchmarks"]["LFW View 2"]["rows"]  # the backbone's row only: context, not this model
-    summary = info_markdown(published)
-    assert "you alone" in summary and "validation pairs of held-out images" in summary and context["measured"] in summary
-    assert "backbone" in context["measured"] and "not this fine-tuned model" in published["benchmarks"]["LFW View 2"]["note"]
+    view2 = published["benchmarks"]["LFW View 2"]
+    [context] = view2["rows"]  # the backbone's row only: context, not this model
+    assert "backbone" in context["measured"] and "not this fine-tuned model" in view2["note"]
+    summary = info_markdown(published)  # the Model tab's words
+    assert "you alone" in summary and "validation pairs of held-out images" in summary
+    assert context["measured"] in summary
     assert workspace_of(app, client).model.repo == model_repo
     *_, details = client.predict(lfw("Colin_Powell", 9), lfw("Colin_Powell", 10), slider, api_name="/verify")
     assert details["threshold"] == pytest.approx(threshold, abs=1e-4)
