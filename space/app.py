@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script (a Space runs `python space/app.py`): make the repo importable
@@ -27,11 +28,9 @@ INFERENCE = {"concurrency_id": "inference", "concurrency_limit": 4}
 # the waiting requests in turn: many may wait there, so that Gradio's queue never holds a decoded request back.
 VERIFY = {"concurrency_id": "verify", "concurrency_limit": 16}
 PRIVATE = {"api_visibility": "private"}
-# Browser-side handler that empties {} result fields (a Number shows its placeholder again, not 0).
-CLEAR_RESULT = "() => Array({}).fill(null)"
-# The verdict while a Verify runs ...
+# Browser-side handlers (no request): the verdict while a Verify runs, and after one failed (the error message, shown
+# at the top right for a while, says why).
 VERIFYING = "() => '⏳ Verifying...'"
-# ... and that of a Verify that failed (the error message, shown at the top right for a while, says why).
 NOT_VERIFIED = "() => '✘ **Not verified**: see the error message at the top right.'"
 CACHE_SWEEP_S = 300  # how often Gradio's copies of uploads and shown images are checked for age
 # Gradio's queue looks for new events every millisecond whenever none is waiting, waking the event loop (and taking
@@ -43,6 +42,21 @@ def _selected_caption(evt: gr.SelectData) -> str | None:
     """The caption (category/file) of the gallery image just selected."""
     value = evt.value if isinstance(evt.value, dict) else {}
     return value.get("caption")
+
+
+def _verify_event(button: gr.Button, verdict: gr.Markdown, faces: list, fn: Any, inputs: list, result: list,
+                  **kwargs: Any) -> Any:
+    """Wire a Verify button whose verdict (one of the result's fields) says what is going on: "Verifying..." at once,
+    the answer, or "Not verified" on a failure, in the browser; Gradio's own badges are hidden (its "Error" badge was
+    drawn over the verdict's text). A result belongs to the faces it was computed on: a new face clears it, so that a
+    failed Verify does not leave the previous faces' verdict on screen."""
+    button.click(None, None, verdict, js=VERIFYING, **PRIVATE)
+    event = button.click(fn, inputs, result, show_progress="hidden", **kwargs)
+    event.failure(None, None, verdict, js=NOT_VERIFIED, **PRIVATE)
+    clear = f"() => Array({len(result)}).fill(null)"  # a Number shows its placeholder again, not 0
+    for face in faces:
+        face.change(None, None, result, js=clear, **PRIVATE)
+    return event
 
 
 def _token_note() -> str:
@@ -175,16 +189,8 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
         # preprocess=False: Gradio still checks that each image is one of its uploads, but skips the images'
         # preprocessing (a PIL header read and a thread hop each; `python -m benchmarks.app_latency` prints Gradio's
         # phases); the handler decodes the files itself, as it must anyway.
-        result = [chips, verdict, score, elapsed, details]
-        # The verdict says what is going on (verifying, the answer, or that it failed), in the browser as the events
-        # start and end; Gradio's own badges are hidden: its "Error" badge was drawn over the verdict's text.
-        verify_button.click(None, None, verdict, js=VERIFYING, **PRIVATE)
-        verify_button.click(actions.verify, [image1, image2, threshold], result, api_name="verify", preprocess=False,
-                            show_progress="hidden", **VERIFY).failure(None, None, verdict, js=NOT_VERIFIED, **PRIVATE)
-        # A result belongs to the faces it was computed on: a new face clears it, in the browser (no request), so
-        # that a failed Verify on new faces does not leave the previous faces' verdict on screen.
-        for face in (image1, image2):
-            face.change(None, None, result, js=CLEAR_RESULT.format(len(result)), **PRIVATE)
+        _verify_event(verify_button, verdict, [image1, image2], actions.verify, [image1, image2, threshold],
+                      [chips, verdict, score, elapsed, details], api_name="verify", preprocess=False, **VERIFY)
 
         anchors_view = [anchors_line, anchors_gallery]
         enrolled = enroll_button.click(actions.enroll_anchors, anchor_uploads, [*anchors_view, anchor_uploads],
@@ -192,13 +198,11 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
         added = add_anchor.click(actions.add_anchor, anchor_cam, anchors_view, show_progress_on=anchors_line,
                                  **PRIVATE, **INFERENCE)
         cleared = clear_anchors.click(actions.clear_anchors, None, anchors_view, api_name="clear_anchors")
-        anchors_result = [anchors_verdict, anchor_scores, anchors_details]
-        anchors_button.click(None, None, anchors_verdict, js=VERIFYING, **PRIVATE)
-        probed = anchors_button.click(actions.verify_anchors, [anchor_uploads, probe, detection, verification],
-                                      anchors_result, api_name="verify_anchors", show_progress="hidden", **INFERENCE)
-        probed.failure(None, None, anchors_verdict, js=NOT_VERIFIED, **PRIVATE)
+        probed = _verify_event(anchors_button, anchors_verdict, [probe], actions.verify_anchors,
+                               [anchor_uploads, probe, detection, verification],
+                               [anchors_verdict, anchor_scores, anchors_details], api_name="verify_anchors",
+                               **INFERENCE)
         probed.then(actions.anchors_view, None, anchors_view, **PRIVATE)
-        probe.change(None, None, anchors_result, js=CLEAR_RESULT.format(len(anchors_result)), **PRIVATE)
 
         overview = [counts, gallery]
         camera.stream(actions.capture_frame, [camera, category, auto, every_ms], [capture_status, *overview, privacy],
