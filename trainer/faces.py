@@ -30,9 +30,10 @@ MIN_FACE_SIZE = 20
 # frame is searched from 38 px faces up rather than 20 px (`python benchmarks/bench_detect.py`: 74 -> 48 ms a frame;
 # landmarks 1.4 px from the full pyramid's at the median, as two pyramids' proposals differ). An image in which that
 # finds no confident face is searched again from MIN_FACE_SIZE, so small faces are still found, at the cost of a
-# second pass on those images only. Not larger: from 15 % (37 px on LFW) detection took about half the time, but the
-# landmarks moved (1.3 px at the median) and accuracy fell, 5 pairs on View 1 DevTest and 6 on View 2 (README, "Speed
-# and memory", 2026-12-03): a denser pyramid gives ONet better proposals to refine.
+# second pass on those images only. Not larger: from 15 % (37 px on LFW) detection was much faster, but the landmarks
+# moved and accuracy fell, 5 pairs on View 1 DevTest and 6 on View 2 (`python -m trainer fit-default` and
+# `python benchmarks/bench_lfw.py` with that value; README, "Speed and memory", 2026-12-03): a denser pyramid gives
+# ONet better proposals to refine.
 MIN_FACE_FRACTION = 0.08
 # ONet's confidence bar for a face. When no candidate in an image reaches it, the best candidate at or above
 # LOW_CONFIDENCE_FLOOR is used instead, flagged `low_confidence` (results say so), rather than "no face".
