@@ -1,5 +1,5 @@
 """Could test-time flip run only where it can change a decision? The default model's plain and flipped scores, on
-LFW View 1 (the rule) and checked on View 2 (README, "Speed and memory").
+LFW View 1 (the rule) and checked on View 2 (docs/results-log.md, "Speed and memory").
 
     python -m benchmarks.flip_cascade [--lfw ../shared/data/lfw] [--rule-factor 2]
 

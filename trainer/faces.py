@@ -32,8 +32,8 @@ MIN_FACE_SIZE = 20
 # finds no confident face is searched again from MIN_FACE_SIZE, so small faces are still found, at the cost of a
 # second pass on those images only. Not larger: from 15 % (37 px on LFW) detection was much faster, but the landmarks
 # moved and accuracy fell, 5 pairs on View 1 DevTest and 6 on View 2 (`python -m trainer fit-default` and
-# `python benchmarks/bench_lfw.py` with that value; README, "Speed and memory", 2026-12-03): a denser pyramid gives
-# ONet better proposals to refine.
+# `python benchmarks/bench_lfw.py` with that value; docs/results-log.md, "Speed and memory", 2026-12-03): a denser
+# pyramid gives ONet better proposals to refine.
 MIN_FACE_FRACTION = 0.08
 # ONet's confidence bar for a face. When no candidate in an image reaches it, the best candidate at or above
 # LOW_CONFIDENCE_FLOOR is used instead, flagged `low_confidence` (results say so), rather than "no face".

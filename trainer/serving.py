@@ -33,8 +33,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 # Pairs served together at most. Bigger batches cost less CPU a pair in process (`verify_many`), but in the app at 8
 # clients batches of up to 8 gave no more pairs/s than batches of 2 and a worse p95 (1.19-1.25 s against 0.88-0.91 s,
-# `python -m benchmarks.bench_app`, README): with two workers, a long batch holds whatever arrives just after it.
-# Batches of 1 (no batching: FACEREG_MAX_PAIRS=1) served fewer pairs/s than batches of 2 (README).
+# `python -m benchmarks.bench_app`, docs/results-log.md): with two workers, a long batch holds whatever arrives just
+# after it.
+# Batches of 1 (no batching: FACEREG_MAX_PAIRS=1) served fewer pairs/s than batches of 2 (docs/results-log.md).
 MAX_PAIRS = int(os.environ.get("FACEREG_MAX_PAIRS", "2"))
 IDLE_EXIT_S = 30.0
 # Worker threads per Verifier, and batches in flight in the whole process. A batch spends about a quarter of its
@@ -180,8 +181,8 @@ def configure_cpu(intra_op: int | None = None, inter_op: int | None = None) -> t
 
     The app and the CLI run it first. A `Verifier` made afterwards embeds the plain and the mirrored pass as two calls
     side by side, each on half the CPUs (`side_by_side`): on 2 CPUs, one thread each, which beat one call on two
-    threads at batches of 2 to 32 chips (README, "The app under load"). Must run before TensorFlow executes its first
-    operation; once it runs, its settings stay and are returned.
+    threads at batches of 2 to 32 chips (docs/results-log.md, "The app under load"). Must run before TensorFlow
+    executes its first operation; once it runs, its settings stay and are returned.
     """
     import tensorflow as tf
 
