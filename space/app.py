@@ -32,6 +32,8 @@ PRIVATE = {"api_visibility": "private"}
 # at the top right for a while, says why).
 VERIFYING = "() => '⏳ Verifying...'"
 NOT_VERIFIED = "() => '✘ **Not verified**: see the error message at the top right.'"
+LOADING = "() => '⏳ Loading the model...'"
+NOT_LOADED = "() => '✘ **Not loaded**: see the error message at the top right. The model above still serves you.'"
 CACHE_SWEEP_S = 300  # how often Gradio's copies of uploads and shown images are checked for age
 # Gradio's queue looks for new events every millisecond whenever none is waiting, waking the event loop (and taking
 # the GIL from the inference workers) a thousand times a second. Every 5 ms instead.
@@ -179,11 +181,13 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
             with gr.Tab("Model", id="model"):
                 model_summary = gr.Markdown(elem_id="model-summary")
                 with gr.Row():
-                    load_repo = gr.Textbox(label="Model repo (blank: the model the app started with)")
+                    load_repo = gr.Textbox(label="Model repo (blank: the model the app started with)",
+                                           elem_id="load-repo")
                     load_revision = gr.Textbox(label="Revision (blank: main)")
                 with gr.Row():
                     load_button = gr.Button("Load this model")
                     refresh_button = gr.Button("Refresh")
+                load_status = gr.Markdown(elem_id="load-status")
                 model_info = gr.JSON(label="All details", elem_id="model-info")
 
         # preprocess=False: Gradio still checks that each image is one of its uploads, but skips the images'
@@ -229,9 +233,13 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
                              show_progress_on=publish_result).success(
             lambda t: t, threshold, detection, **PRIVATE)
 
-        load_button.click(actions.load_model, [load_repo, load_revision], [model_info, threshold],
-                          api_name="load_model", show_progress_on=model_summary).success(
-            lambda t: t, threshold, detection, **PRIVATE)
+        # As a Verify button: what is going on shows on its own line, in the browser; Gradio's badges are hidden (its
+        # "Error" badge was drawn over the summary of the model that still serves the visitor).
+        load_button.click(None, None, load_status, js=LOADING, **PRIVATE)
+        loaded = load_button.click(actions.load_model, [load_repo, load_revision], [model_info, threshold],
+                                   api_name="load_model", show_progress="hidden")
+        loaded.success(lambda t: (t, ""), threshold, [detection, load_status], **PRIVATE)
+        loaded.failure(None, None, load_status, js=NOT_LOADED, **PRIVATE)
         refresh_button.click(actions.model_info, None, model_info, api_name="model_info")
         model_info.change(info_markdown, model_info, model_summary, **PRIVATE)  # whichever event set the info
 

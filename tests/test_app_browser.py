@@ -270,6 +270,12 @@ def test_two_visitors_in_two_browsers_see_only_their_own(browser, app, hub_serve
     b.wait_for_function("document.querySelector('#model-info').innerText.includes('embedded default')")
     assert hub_repo_id not in b.inner_text("#model-info") and run_id not in b.content()
     assert "Error" not in b.inner_text("#model-info")  # B's failed publish is shown on its own tab only
+    # A model that cannot be loaded: said on the load line; the summary still names the model that serves B
+    b.locator("#load-repo textarea, #load-repo input").first.fill(hub_repo_id + "-missing")
+    b.get_by_role("button", name="Load this model").click()
+    b.wait_for_function("document.querySelector('#load-status').innerText.includes('Not loaded')")
+    assert "not found" in " ".join(b.locator(".toast-body").all_inner_texts())
+    assert "embedded default" in b.inner_text("#model-summary") and "Error" not in b.inner_text("#model-summary")
     screenshot(b, "7-visitor-b")
     a_workspace = next(w for w in app.workspaces.all() if w.captures.total() == 9)
     assert str(a_workspace.root) not in shown and shown.split("/")[-2] != a_workspace.root.name
