@@ -34,6 +34,19 @@ VERIFYING = "() => '⏳ Verifying...'"
 NOT_VERIFIED = "() => '✘ **Not verified**: see the error message at the top right.'"
 LOADING = "() => '⏳ Loading the model...'"
 NOT_LOADED = "() => '✘ **Not loaded**: see the error message at the top right. The model above still serves you.'"
+# What each tab is for, in one line at its top: the app is a public demo, and its first visitors have read nothing.
+GUIDES = {
+    "verify": "Are these two faces the same person? Put a photo in each box (upload it, or the camera icon for your "
+              "webcam) and press **Verify**: a score at or above the threshold is a match.",
+    "anchors": "Enrol a few photos of one person (the anchors), then check a new photo (the probe) against all of "
+               "them: it is verified when enough anchors score above the detection threshold.",
+    "capture": "Your own dataset, to personalise the model: **anchor** and **positive** are photos of you, "
+               "**negative** photos of other people. Capture from the webcam or add uploads; only the face is kept. "
+               "Push the set to the Hub to keep it beyond this session.",
+    "train": "Fine-tune the model on your captures (dataset `local`; a few faces of each category) or on a dataset "
+             "on the Hub, check its validation metrics and tuned threshold, then publish it to your Hub account. "
+             "Verify and Anchors use your trained model once it is published.",
+}
 CACHE_SWEEP_S = 300  # how often Gradio's copies of uploads and shown images are checked for age
 # Gradio's queue looks for new events every millisecond whenever none is waiting, waking the event loop (and taking
 # the GIL from the inference workers) a thousand times a second. Every 5 ms instead.
@@ -90,6 +103,7 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
 
         with gr.Tabs():
             with gr.Tab("Verify", id="verify"):
+                gr.Markdown(GUIDES["verify"], elem_classes="guide")
                 with gr.Row():
                     image1 = face_image("Face 1", height=300, elem_id="face1")
                     image2 = face_image("Face 2", height=300, elem_id="face2")
@@ -108,6 +122,7 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
                     details = gr.JSON(show_label=False)
 
             with gr.Tab("Anchors", id="anchors"):
+                gr.Markdown(GUIDES["anchors"], elem_classes="guide")
                 with gr.Row():
                     with gr.Column():
                         anchor_uploads = gr.File(label="Anchor images", file_count="multiple", file_types=["image"],
@@ -133,6 +148,7 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
                     anchors_details = gr.JSON(show_label=False)
 
             with gr.Tab("Capture", id="capture"):
+                gr.Markdown(GUIDES["capture"], elem_classes="guide")
                 with gr.Row():
                     with gr.Column():
                         category = gr.Radio(list(CATEGORIES), value="anchor", label="Category", elem_id="category")
@@ -158,6 +174,7 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
                         push_result = gr.Markdown()
 
             with gr.Tab("Train and publish", id="train"):
+                gr.Markdown(GUIDES["train"], elem_classes="guide")
                 with gr.Row():
                     train_dataset = gr.Textbox(label="Dataset repo", elem_id="train-dataset",
                                                placeholder="your-name/faces, or 'local' for your captures")

@@ -108,8 +108,16 @@ def test_verify_from_webcam_shows_the_verdict(page):
     assert chips.count() == 2  # the aligned faces, shown inline: both decoded by the browser
     assert all(chips.nth(i).evaluate("img => img.complete && img.naturalWidth") == 150 for i in range(2))
     screenshot(page, "1-verify")
-    for tab, name in (("Anchors", "2-anchors"), ("Train and publish", "4-train"), ("Model", "5-model")):
+    # Each tab says in one line what it is for (a new visitor has read nothing)
+    guides = {"Verify": "same person", "Anchors": "Enrol a few photos", "Capture": "photos of you",
+              "Train and publish": "Fine-tune the model"}
+    assert guides["Verify"] in page.locator(".guide:visible").first.inner_text()
+    for tab, name in (("Anchors", "2-anchors"), ("Capture", "3-capture-tab"), ("Train and publish", "4-train"),
+                      ("Model", "5-model")):
         page.get_by_role("tab", name=tab).click()
+        if tab in guides:
+            page.wait_for_function(f"[...document.querySelectorAll('.guide')].some(g => g.offsetParent && "
+                                   f"g.innerText.includes('{guides[tab]}'))")
         if tab == "Model":
             page.wait_for_function("document.body.innerText.includes('backbone')")
             page.wait_for_function("document.querySelector('#model-summary').innerText.includes('How good it is')")
