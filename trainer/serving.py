@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 # Pairs served together at most. Bigger batches cost less CPU a pair in process (`verify_many`), but in the app at 8
 # clients batches of up to 8 gave no more pairs/s than batches of 2 and a worse p95 (1.19-1.25 s against 0.88-0.91 s,
-# `python -m benchmarks.bench_app`, docs/results-log.md): with two workers, a long batch holds whatever arrives just
-# after it.
+# `python -m benchmarks.bench_app`, docs/results-log.md; batches of up to 4 likewise on a faster machine, 2026-12-03):
+# with two workers, a long batch holds whatever arrives just after it.
 # Batches of 1 (no batching: FACEREG_MAX_PAIRS=1) served fewer pairs/s than batches of 2 (docs/results-log.md).
 MAX_PAIRS = int(os.environ.get("FACEREG_MAX_PAIRS", "2"))
 IDLE_EXIT_S = 30.0
