@@ -59,15 +59,23 @@ def _selected_caption(evt: gr.SelectData) -> str | None:
     return value.get("caption")
 
 
+def _status_event(button: gr.Button, status: gr.Markdown, fn: Any, inputs: list, outputs: list, running: str,
+                  failed: str, **kwargs: Any) -> Any:
+    """Wire a button whose status line says what is going on, in the browser: `running` at once, then what `fn` puts
+    there, or `failed` on a failure. Gradio's own badges are hidden: its "Error" badge was drawn over the text of the
+    last good result (a verdict, the summary of the model that still serves the visitor)."""
+    button.click(None, None, status, js=running, **PRIVATE)
+    event = button.click(fn, inputs, outputs, show_progress="hidden", **kwargs)
+    event.failure(None, None, status, js=failed, **PRIVATE)
+    return event
+
+
 def _verify_event(button: gr.Button, verdict: gr.Markdown, faces: list, fn: Any, inputs: list, result: list,
                   **kwargs: Any) -> Any:
-    """Wire a Verify button whose verdict (one of the result's fields) says what is going on: "Verifying..." at once,
-    the answer, or "Not verified" on a failure, in the browser; Gradio's own badges are hidden (its "Error" badge was
-    drawn over the verdict's text). A result belongs to the faces it was computed on: a new face clears it, so that a
-    failed Verify does not leave the previous faces' verdict on screen."""
-    button.click(None, None, verdict, js=VERIFYING, **PRIVATE)
-    event = button.click(fn, inputs, result, show_progress="hidden", **kwargs)
-    event.failure(None, None, verdict, js=NOT_VERIFIED, **PRIVATE)
+    """Wire a Verify button whose verdict (one of the result's fields) is its status line. A result belongs to the
+    faces it was computed on: a new face clears it, so that a failed Verify does not leave the previous faces'
+    verdict on screen."""
+    event = _status_event(button, verdict, fn, inputs, result, VERIFYING, NOT_VERIFIED, **kwargs)
     clear = f"() => Array({len(result)}).fill(null)"  # a Number shows its placeholder again, not 0
     for face in faces:
         face.change(None, None, result, js=clear, **PRIVATE)
@@ -250,13 +258,9 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
                              show_progress_on=publish_result).success(
             lambda t: t, threshold, detection, **PRIVATE)
 
-        # As a Verify button: what is going on shows on its own line, in the browser; Gradio's badges are hidden (its
-        # "Error" badge was drawn over the summary of the model that still serves the visitor).
-        load_button.click(None, None, load_status, js=LOADING, **PRIVATE)
-        loaded = load_button.click(actions.load_model, [load_repo, load_revision], [model_info, threshold],
-                                   api_name="load_model", show_progress="hidden")
+        loaded = _status_event(load_button, load_status, actions.load_model, [load_repo, load_revision],
+                               [model_info, threshold], LOADING, NOT_LOADED, api_name="load_model")
         loaded.success(lambda t: (t, ""), threshold, [detection, load_status], **PRIVATE)
-        loaded.failure(None, None, load_status, js=NOT_LOADED, **PRIVATE)
         refresh_button.click(actions.model_info, None, model_info, api_name="model_info")
         model_info.change(info_markdown, model_info, model_summary, **PRIVATE)  # whichever event set the info
 
