@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 from pathlib import Path
 
@@ -24,6 +25,9 @@ from trainer.model_io import ModelConfig
 from trainer.networks import backbone_spec, build_embedding, build_siamese
 from trainer.train import BATCH_SIZE, LEARNING_RATES
 from trainer.verify import Verifier
+
+# The float32 network's accuracy, on any CPU (`python -m benchmarks.bench_precision` compares bfloat16).
+os.environ.setdefault("FACEREG_PRECISION", "float32")
 
 CROP = slice(65, 185)
 

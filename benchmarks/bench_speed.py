@@ -160,7 +160,8 @@ def main() -> None:
     passes = 32 * (2 if verifier.config.flip else 1)
     macs = multiply_adds(siamese_parts(verifier.model)[0])
     gflops = 2 * macs * passes / (m(batch32) / 1000) / 1e9
-    print(f"\nCPU: {cpu_name()}; {usable_cpus()} usable cores.")
+    print(f"\nCPU: {cpu_name()}; {usable_cpus()} usable cores; FaceReg embeds in {verifier.precision} "
+          f"(`trainer.serving.inference_precision`).")
     print(f"\n| measurement (median, {os.cpu_count()}-core CPU) | value |")
     print("|---|---|")
     print(f"| FaceReg end to end, one pair from two files{flip} | {m(ours_ms):.0f} ms |")
@@ -176,7 +177,8 @@ def main() -> None:
           f"a pair | {m(many_ms):.0f} ms |")
     print(f"| embedding alone, batch 1{flip} | {m(batch1):.1f} ms |")
     print(f"| embedding alone, batch 32{flip} | {m(batch32):.0f} ms ({m(batch32) / 32:.1f} ms per face) |")
-    print(f"| the embedding's arithmetic at batch 32: {macs / 1e9:.2f} G multiply-adds a pass, {passes} passes | "
+    print(f"| the embedding's arithmetic at batch 32 ({verifier.precision}): {macs / 1e9:.2f} G multiply-adds a pass, "
+          f"{passes} passes | "
           f"{gflops:.0f} GFLOP/s ({gflops / usable_cpus():.0f} a core) |")
     print(f"| cold start: `python` to first verification | {m([c[0] for c in colds]):.1f} s |")
     print(f"| peak memory (max RSS) of that verification process | {m([c[1] for c in colds]):.0f} MB |")

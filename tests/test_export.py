@@ -84,15 +84,19 @@ def chips(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def reference(chips: Path) -> dict[str, np.ndarray]:
-    """What this repository's own code gives on the chips: the Verifier's embeddings and scores, the Siamese output."""
+    """What this repository's own code gives on the chips: the Verifier's embeddings and scores (in the precision it
+    picks on this CPU, and in float32, which the SavedModel computes in everywhere), the Siamese output."""
     from trainer.verify import Verifier
 
     verifier = Verifier.default()
+    full = Verifier(verifier.model, verifier.config, precision="float32")
     x = np.load(chips)
-    embeddings = verifier.embed_chips(x.astype(np.uint8))
+    embeddings, embeddings_float32 = (v.embed_chips(x.astype(np.uint8)) for v in (verifier, full))
     return {
         "embeddings": embeddings,
         "scores": verifier.score(embeddings[:2], embeddings[2:]),
+        "embeddings_float32": embeddings_float32,
+        "scores_float32": full.score(embeddings_float32[:2], embeddings_float32[2:]),
         "siamese": verifier.model.predict([x[:2], x[2:]], verbose=0).reshape(-1),
     }
 
@@ -219,8 +223,8 @@ print(json.dumps({{"embeddings": embeddings.numpy().tolist(), "scores": scores.n
     done = run([sys.executable, "-c", script], cwd=tmp_path, env=stranger_env(hub_server, tmp_path))
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.splitlines()[-1])
-    np.testing.assert_allclose(out["embeddings"], reference["embeddings"], rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(out["scores"], reference["scores"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["embeddings"], reference["embeddings_float32"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out["scores"], reference["scores_float32"], rtol=1e-5, atol=1e-6)
 
 
 def test_default_model_publishes_and_loads_back_with_identical_scores(published, chips, reference, hub_server):

@@ -123,3 +123,21 @@ def test_restricted_heads_train_and_round_trip_without_custom_objects(tmp_path, 
 def test_unknown_head_is_named():
     with pytest.raises(ValueError, match="'wide'.*free, tied, uniform, tied_squared"):
         build_siamese(_small_embedding(), head="wide")
+
+
+def test_bfloat16_copy_computes_in_bfloat16_from_the_same_weights():
+    from trainer.dlib_resnet import build_dlib_resnet
+    from trainer.networks import bfloat16_copy
+
+    network = build_dlib_resnet()
+    copy = bfloat16_copy(network)
+    assert [layer.name for layer in copy.layers] == [layer.name for layer in network.layers]
+    assert copy.get_layer("dlib_input").compute_dtype == "float32"  # the channel means are not rounded
+    assert copy.get_layer("conv0").compute_dtype == "bfloat16"
+    assert copy.get_layer("conv0").kernel.dtype == "bfloat16"
+    kernel = network.get_layer("conv0").kernel.numpy()
+    assert np.abs(copy.get_layer("conv0").kernel.numpy().astype(np.float32) - kernel).max() <= np.abs(kernel).max() / 128
+    x = np.random.default_rng(0).uniform(0, 255, (2, 150, 150, 3)).astype(np.float32)
+    full, half = network(x).numpy(), copy(x).numpy().astype(np.float32)
+    assert np.linalg.norm(half - full, axis=1).max() < 0.02 * np.linalg.norm(full, axis=1).min()
+    assert not np.allclose(half, full, atol=1e-6)  # bfloat16 did compute: float32 would agree to 1e-6

@@ -2,9 +2,11 @@
 CPUs), and a Verifier that then embeds in two calls side by side gives what one call gives.
 
 The check runs in a fresh Python process: TensorFlow's thread pools are fixed once it has run an operation, which
-this test process has done long before.
+this test process has done long before. It compares float32 embeddings (FACEREG_PRECISION=float32) with the Keras
+network's own: bfloat16 is tested in tests/test_verify.py.
 """
 import json
+import os
 import subprocess
 import sys
 
@@ -37,7 +39,9 @@ print(json.dumps({
 
 
 def test_threads_per_operation_and_side_by_side_embedding_equals_one_call():
-    done = subprocess.run([sys.executable, "-c", CHECK], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "FACEREG_PRECISION": "float32"}
+    done = subprocess.run([sys.executable, "-c", CHECK], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     cpus = usable_cpus()

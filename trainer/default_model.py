@@ -127,7 +127,7 @@ def fit_default_head(
     test_pairs = read_lfw_pairs(lfw_dir, "pairsDevTest.txt")
     embedding = build_embedding(BACKBONE)
     model = build_siamese(embedding, head=HEAD_KIND, penalty=HEAD_PENALTY)
-    verifier = Verifier(model, ModelConfig(BACKBONE, flip=HEAD_FLIP))
+    verifier = Verifier(model, ModelConfig(BACKBONE, flip=HEAD_FLIP), precision="float32")  # the same head anywhere
     log("detecting and aligning the View 1 images")
     # LFW images are crops centred on their subject: in an image with several faces, the central one is the subject.
     aligned = align_pair_images(

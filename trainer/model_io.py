@@ -86,7 +86,7 @@ def export_saved_model(model: keras.Model, config: ModelConfig, path: str | Path
 
     from .verify import Verifier  # its compiled functions are what the export serves
 
-    verifier = Verifier(model, config)
+    verifier = Verifier(model, config, precision="float32")  # runs anywhere: bfloat16 is slow without bf16 instructions
     spec, size = verifier.spec, verifier.spec.input_size
     archive = keras.export.ExportArchive()
     # No archive.track(model): the endpoints' variables are tracked anyway, and tracking the model as well

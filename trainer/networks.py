@@ -177,6 +177,25 @@ def head_kind(model: keras.Model) -> str:
     return "uniform" if isinstance(head.kernel_regularizer, TowardUniform) else "free"
 
 
+# Layers that turn pixels into the network's input keep float32 in a bfloat16 copy: bfloat16's 8-bit mantissa would
+# round their constants (dlib's channel means, 122.782 -> 122.5) and shift every input.
+_FLOAT32_LAYERS = (keras.layers.InputLayer, keras.layers.Normalization, keras.layers.Rescaling)
+
+
+def bfloat16_copy(network: keras.Model) -> keras.Model:
+    """A copy of a network for inference that computes and keeps its weights in bfloat16 (input scaling in float32)."""
+
+    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if isinstance(layer, _FLOAT32_LAYERS):
+            return layer.__class__.from_config(layer.get_config())
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "bfloat16"})
+
+    copy = keras.models.clone_model(network, clone_function=clone)
+    for target, source in zip(copy.layers, network.layers, strict=True):
+        target.set_weights(source.get_weights())
+    return copy
+
+
 def siamese_parts(model: keras.Model) -> tuple[keras.Model, keras.layers.Layer]:
     """The shared embedding sub-model and the head layer of a Siamese model."""
     return model.get_layer("embedding"), model.get_layer("head")

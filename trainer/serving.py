@@ -20,6 +20,7 @@ import functools
 import math
 import os
 import queue
+import re
 import threading
 import time
 from concurrent.futures import Future
@@ -204,6 +205,34 @@ def side_by_side() -> bool:
 
     intra_op = tf.config.threading.get_intra_op_parallelism_threads()
     return 0 < intra_op and 2 * intra_op <= tf.config.threading.get_inter_op_parallelism_threads()
+
+
+PRECISIONS = ("float32", "bfloat16")
+
+
+def cpu_has_bfloat16() -> bool:
+    """Whether this CPU has bfloat16 dot products (x86's AVX512_BF16 or AMX-BF16), which oneDNN's kernels use."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) is not None
+
+
+def inference_precision() -> str:
+    """The precision a Verifier embeds in: FACEREG_PRECISION where set (float32 or bfloat16); by default bfloat16
+    where the CPU has bfloat16 instructions and TensorFlow runs on oneDNN (elsewhere it would be slower), else float32.
+
+    In bfloat16 the embedding ran 1.5-1.9x faster here (batches of 2 to 32 chips) and LFW's decisions were kept within
+    what issue 14 allows (`python benchmarks/bench_lfw.py --precision`; README, "Speed and memory").
+    """
+    chosen = os.environ.get("FACEREG_PRECISION", "").strip().lower()
+    if chosen:
+        if chosen not in PRECISIONS:
+            raise ValueError(f"FACEREG_PRECISION={chosen!r}: use one of {', '.join(PRECISIONS)}")
+        return chosen
+    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").strip() != "0"
+    return "bfloat16" if onednn and cpu_has_bfloat16() else "float32"
 
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter number

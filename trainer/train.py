@@ -268,7 +268,8 @@ def train(
 
             # Personalisation may weigh each embedding component, starting from the default head's equal weights.
             siamese, config = load_default_model(head="uniform")
-        verifier = Verifier(siamese, config)
+        # float32: the network itself (a bfloat16 copy would keep its weights from before training), on every CPU.
+        verifier = Verifier(siamese, config, precision="float32")
         if mode == "head":
             report(0.4, f"embedding {len(train_faces)} training and {len(val_faces)} validation faces")
             table, prepare = _view_embeddings(verifier, train_faces.chips, seed), random_views(1 + AUGMENTED_VIEWS)

@@ -14,7 +14,7 @@ from .errors import FaceRegError, NoFaceError
 from .faces import DETECT_BATCH, Face, FaceChip, face_locations_batch, pick_face
 from .images import load_image
 from .model_io import ModelConfig, load_model_dir
-from .networks import backbone_spec, siamese_parts
+from .networks import backbone_spec, bfloat16_copy, siamese_parts
 
 if TYPE_CHECKING:
     from .serving import BatchedVerifier
@@ -43,17 +43,27 @@ class AnchorSet:
 class Verifier:
     """A loaded FaceReg model: detect, align, embed and score faces through compiled TensorFlow functions."""
 
-    def __init__(self, model, config: ModelConfig) -> None:
+    def __init__(self, model, config: ModelConfig, precision: str | None = None) -> None:
+        """`precision` of the embedding: "float32" or "bfloat16" (a bfloat16 copy of the network, made now: train
+        `model` afterwards and this Verifier still embeds with the weights it had); default `inference_precision()`."""
         import tensorflow as tf
 
-        from .serving import side_by_side
+        from .serving import PRECISIONS, inference_precision, side_by_side
 
         self.model = model
         self.config = config
         self.spec = backbone_spec(config.backbone)
-        embedding, head = siamese_parts(model)
+        self.precision = precision or inference_precision()
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
+        network, head = siamese_parts(model)
+        if self.precision == "bfloat16":
+            network = bfloat16_copy(network)
         distance = model.get_layer("l1_distance")
         size, dim = self.spec.input_size, self.spec.embedding_dim
+
+        def embedding(x):
+            return tf.cast(network(x, training=False), tf.float32)
 
         # Sized by `configure_cpu` (as the app and the CLI run TensorFlow), a batch is embedded in two independent
         # calls, plain and mirrored (or, without flip, its two halves), which TensorFlow's inter-op threads run side
@@ -63,17 +73,17 @@ class Verifier:
         @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
         def embed(x):
             if two_calls and config.flip:
-                return (embedding(x, training=False) + embedding(tf.reverse(x, axis=[2]), training=False)) / 2
+                return (embedding(x) + embedding(tf.reverse(x, axis=[2]))) / 2
             if two_calls:  # a single chip goes in one call: TensorFlow's convolutions fail on an empty half on
                 half = tf.shape(x)[0] // 2  # some CPUs (an AVX-512 machine: "input depth must be evenly divisible")
                 return tf.cond(
                     half > 0,
-                    lambda: tf.concat([embedding(x[:half], training=False), embedding(x[half:], training=False)], 0),
-                    lambda: embedding(x, training=False),
+                    lambda: tf.concat([embedding(x[:half]), embedding(x[half:])], 0),
+                    lambda: embedding(x),
                 )
             if not config.flip:
-                return embedding(x, training=False)
-            both = embedding(tf.concat([x, tf.reverse(x, axis=[2])], axis=0), training=False)
+                return embedding(x)
+            both = embedding(tf.concat([x, tf.reverse(x, axis=[2])], axis=0))
             plain, mirrored = tf.split(both, 2, axis=0)
             return (plain + mirrored) / 2
 
