@@ -31,10 +31,10 @@ from trainer.default_model import HEAD_FILE  # noqa: E402
 from trainer.evaluate import (  # noqa: E402
     LFW_DIR,
     align_pair_images,
-    best_accuracy_threshold,
     embed_pairs,
-    evaluate_embeddings,
     euclidean_scores,
+    evaluate_embeddings,
+    kfold_correct,
     operating_point,
     read_lfw_pairs,
 )
@@ -44,15 +44,6 @@ from trainer.serving import configure_cpu  # noqa: E402
 from trainer.verify import Verifier  # noqa: E402
 
 DLIB_TOLERANCE = 0.6  # dlib's (and face_recognition's) own distance threshold: chosen by dlib's author, not on LFW
-
-
-def kfold_correct(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray) -> np.ndarray:
-    """Per pair: decided right at the threshold chosen on the other folds (LFW's protocol)."""
-    correct = np.zeros(len(scores), bool)
-    for k in np.unique(folds):
-        t = best_accuracy_threshold(scores[folds != k], labels[folds != k])
-        correct[folds == k] = (scores[folds == k] >= t) == labels[folds == k]
-    return correct
 
 
 def main() -> None:

@@ -21,8 +21,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from benchmarks.bench_lfw import kfold_correct  # noqa: E402
-from trainer.evaluate import LFW_DIR, align_pair_images, embed_pairs, kfold_accuracy, read_lfw_pairs  # noqa: E402
+from trainer.evaluate import (  # noqa: E402
+    LFW_DIR,
+    align_pair_images,
+    embed_pairs,
+    kfold_accuracy,
+    kfold_correct,
+    read_lfw_pairs,
+)
 from trainer.serving import configure_cpu, cpu_has_bfloat16, inference_precision  # noqa: E402
 from trainer.verify import Verifier  # noqa: E402
 

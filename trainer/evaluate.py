@@ -115,6 +115,15 @@ def kfold_accuracy(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray) ->
     return float(np.mean(accuracies)), float(np.std(accuracies)), accuracies
 
 
+def kfold_correct(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    """Per pair: decided right at the threshold chosen on the other folds (LFW's protocol)."""
+    correct = np.zeros(len(scores), bool)
+    for k in np.unique(folds):
+        t = best_accuracy_threshold(scores[folds != k], labels[folds != k])
+        correct[folds == k] = (scores[folds == k] >= t) == labels[folds == k]
+    return correct
+
+
 def verification_report(
     scores: np.ndarray, labels: np.ndarray, folds: np.ndarray | None = None, threshold: float | None = None
 ) -> dict[str, float | int | list[float]]:

@@ -223,8 +223,9 @@ def inference_precision() -> str:
     """The precision a Verifier embeds in: FACEREG_PRECISION where set (float32 or bfloat16); by default bfloat16
     where the CPU has bfloat16 instructions and TensorFlow runs on oneDNN (elsewhere it would be slower), else float32.
 
-    In bfloat16 the embedding ran 1.5-1.9x faster here (batches of 2 to 32 chips) and LFW's decisions were kept within
-    what issue 14 allows (`python benchmarks/bench_lfw.py --precision`; README, "Speed and memory").
+    In bfloat16 the default model's embedding ran 1.3-1.8x faster on an AVX512_BF16 CPU (1 to 32 chips a call) and
+    changed none of its decisions on LFW View 1 DevTest and View 2 (`python -m benchmarks.bench_precision`; README,
+    "Speed and memory").
     """
     chosen = os.environ.get("FACEREG_PRECISION", "").strip().lower()
     if chosen:
