@@ -21,6 +21,7 @@ from space.models import DEFAULT_HEAD_FILE, info_markdown
 from space.workspace import Limits
 from tests.app_helpers import app_error, lfw, workspace_of
 from tests.conftest import needs_lfw
+from trainer.serving import inference_precision
 
 pytestmark = needs_lfw
 
@@ -94,6 +95,8 @@ def test_a_visitor_sees_nothing_of_another(app, hub_server, hub_repo_id, monkeyp
     assert f"accuracy **{100 * HEAD['metrics']['accuracy']:.1f} %**" in summary and "DevTest" in summary
     assert f"{same} of 500 same-person pairs and {different} of 500 different-people pairs" in summary
     assert view2["default"][1] in summary and view2["backbone"][1] in summary
+    assert default["precision"] == inference_precision()  # as any Verifier made on this CPU
+    assert ("computed in bfloat16" in summary) == (default["precision"] == "bfloat16")
     theirs = workspace_of(app, b)
     assert theirs.captures.total() == 1 and theirs.anchor_files() == [] and theirs.run_ids() == []
     assert "not a dataset repo id" in app_error(lambda: b.predict(str(mine.captures.root), "dlib_resnet", 1,

@@ -178,7 +178,7 @@ def head_kind(model: keras.Model) -> str:
 
 
 # Layers that turn pixels into the network's input keep float32 in a bfloat16 copy: bfloat16's 8-bit mantissa would
-# round their constants (dlib's channel means, 122.782 -> 122.5) and shift every input.
+# round their constants (dlib's channel means 122.782, 104.298 -> 123, 104.5) and shift every input.
 _FLOAT32_LAYERS = (keras.layers.InputLayer, keras.layers.Normalization, keras.layers.Rescaling)
 
 

@@ -223,7 +223,7 @@ def inference_precision() -> str:
     """The precision a Verifier embeds in: FACEREG_PRECISION where set (float32 or bfloat16); by default bfloat16
     where the CPU has bfloat16 instructions and TensorFlow runs on oneDNN (elsewhere it would be slower), else float32.
 
-    In bfloat16 the default model's embedding ran 1.3-1.8x faster on an AVX512_BF16 CPU (1 to 32 chips a call) and
+    In bfloat16 the default model's embedding ran 1.25-1.8x faster on an AVX512_BF16 CPU (1 to 32 chips a call) and
     changed none of its decisions on LFW View 1 DevTest and View 2 (`python -m benchmarks.bench_precision`; README,
     "Speed and memory").
     """
