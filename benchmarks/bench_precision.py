@@ -29,11 +29,15 @@ from trainer.evaluate import (  # noqa: E402
     kfold_correct,
     read_lfw_pairs,
 )
-from trainer.serving import configure_cpu, cpu_has_bfloat16, inference_precision  # noqa: E402
+from trainer.serving import (  # noqa: E402
+    PRECISIONS,
+    configure_cpu,
+    cpu_has_bfloat16,
+    inference_precision,
+)
 from trainer.verify import Verifier  # noqa: E402
 
 SETS = (("View 1 DevTest", "pairsDevTest.txt"), ("View 2", "pairs.txt"))
-PRECISIONS = ("float32", "bfloat16")
 BATCHES = (1, 2, 4, 32)
 
 
