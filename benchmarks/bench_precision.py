@@ -33,7 +33,6 @@ from trainer.serving import (  # noqa: E402
     PRECISIONS,
     configure_cpu,
     cpu_has_bfloat16,
-    inference_precision,
 )
 from trainer.verify import Verifier  # noqa: E402
 
@@ -49,7 +48,7 @@ def main() -> None:
     configure_cpu()
     default = Verifier.default()
     verifiers = {p: Verifier(default.model, default.config, precision=p) for p in PRECISIONS}
-    print(f"CPU has bfloat16 instructions: {cpu_has_bfloat16()}; a Verifier here embeds in {inference_precision()}; "
+    print(f"CPU has bfloat16 instructions: {cpu_has_bfloat16()}; the default model embeds in {default.precision} here; "
           f"shipped threshold {default.threshold:.4f}\n")
 
     print("| pairs (shipped head) | n | decisions changed | acc. at the threshold: float32 / bfloat16 | "

@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from trainer.errors import UnknownBackboneError
-from trainer.networks import L1Distance, backbone_spec, build_classic_embedding, build_siamese
+from trainer.networks import (
+    L1Distance,
+    backbone_spec,
+    build_classic_embedding,
+    build_siamese,
+)
 
 CLASSIC_LAYERS = [
     ("InputLayer", None),
@@ -141,3 +146,26 @@ def test_bfloat16_copy_computes_in_bfloat16_from_the_same_weights():
     full, half = network(x).numpy(), copy(x).numpy().astype(np.float32)
     assert np.linalg.norm(half - full, axis=1).max() < 0.02 * np.linalg.norm(full, axis=1).min()
     assert not np.allclose(half, full, atol=1e-6)  # bfloat16 did compute: float32 would agree to 1e-6
+
+
+def test_precision_is_bfloat16_only_where_the_cpu_has_it_and_it_was_checked_unless_set(monkeypatch):
+    from trainer.model_io import ModelConfig
+    from trainer.serving import cpu_has_bfloat16, inference_precision
+    from trainer.verify import Verifier
+
+    monkeypatch.delenv("FACEREG_PRECISION", raising=False)
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    assert inference_precision() == ("bfloat16" if cpu_has_bfloat16() else "float32")
+    assert inference_precision(bfloat16_checked=False) == "float32"
+    assert backbone_spec("dlib_resnet").bfloat16 and not backbone_spec("classic").bfloat16
+    classic = build_siamese(build_classic_embedding())
+    assert Verifier(classic, ModelConfig("classic")).precision == "float32"  # unchecked in bfloat16: float32
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")  # without oneDNN, bfloat16 would run on slow generic kernels
+    assert inference_precision() == "float32"
+    for chosen in ("float32", "bfloat16", " BFloat16 "):  # set: for every backbone
+        monkeypatch.setenv("FACEREG_PRECISION", chosen)
+        assert inference_precision() == inference_precision(bfloat16_checked=False) == chosen.strip().lower()
+    assert Verifier(classic, ModelConfig("classic")).precision == "bfloat16"
+    monkeypatch.setenv("FACEREG_PRECISION", "float16")
+    with pytest.raises(ValueError, match="FACEREG_PRECISION='float16': use one of float32, bfloat16"):
+        inference_precision()

@@ -122,22 +122,6 @@ def test_other_work_runs_on_the_worker_thread_and_its_errors_come_back(verifier,
     assert_same(batched.verify(*images(PAIRS[0])), alone[0])
 
 
-def test_precision_is_bfloat16_only_where_the_cpu_has_it_unless_set(monkeypatch):
-    from trainer.serving import cpu_has_bfloat16, inference_precision
-
-    monkeypatch.delenv("FACEREG_PRECISION", raising=False)
-    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
-    assert inference_precision() == ("bfloat16" if cpu_has_bfloat16() else "float32")
-    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")  # without oneDNN, bfloat16 would run on slow generic kernels
-    assert inference_precision() == "float32"
-    for chosen in ("float32", "bfloat16", " BFloat16 "):
-        monkeypatch.setenv("FACEREG_PRECISION", chosen)
-        assert inference_precision() == chosen.strip().lower()
-    monkeypatch.setenv("FACEREG_PRECISION", "float16")
-    with pytest.raises(ValueError, match="FACEREG_PRECISION='float16': use one of float32, bfloat16"):
-        inference_precision()
-
-
 def test_bfloat16_verifier_decides_as_float32_on_lfw_pairs(verifier):
     # The default head and threshold were chosen on float32 embeddings; bfloat16 ones (made on any CPU: slow
     # without bf16 instructions, but right) must not move a decision (benchmarks/bench_precision.py: all of LFW).

@@ -24,6 +24,10 @@ class BackboneSpec:
     pixel_scale: float  # network input = uint8 chip * pixel_scale
     embedding_dim: int
     pretrained: bool
+    # Embedded in bfloat16 by default where the CPU has bfloat16 instructions (trainer.serving.inference_precision):
+    # only where that was checked to keep the decisions (dlib_resnet: `python -m benchmarks.bench_precision`). The
+    # classic network's sigmoid outputs lose about 1 % of their L1 distance to bfloat16's rounding, unchecked.
+    bfloat16: bool = False
 
     def prepare(self, chips: np.ndarray) -> np.ndarray:
         """Turn a batch of uint8 RGB chips into this network's float32 input."""
@@ -31,7 +35,7 @@ class BackboneSpec:
 
 
 BACKBONES: dict[str, BackboneSpec] = {
-    "dlib_resnet": BackboneSpec("dlib_resnet", 150, 1.0, 128, pretrained=True),
+    "dlib_resnet": BackboneSpec("dlib_resnet", 150, 1.0, 128, pretrained=True, bfloat16=True),
     "classic": BackboneSpec("classic", 100, 1.0 / 255.0, 4096, pretrained=False),
 }
 

@@ -219,9 +219,10 @@ def cpu_has_bfloat16() -> bool:
     return re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) is not None
 
 
-def inference_precision() -> str:
+def inference_precision(bfloat16_checked: bool = True) -> str:
     """The precision a Verifier embeds in: FACEREG_PRECISION where set (float32 or bfloat16); by default bfloat16
-    where the CPU has bfloat16 instructions and TensorFlow runs on oneDNN (elsewhere it would be slower), else float32.
+    where the CPU has bfloat16 instructions and TensorFlow runs on oneDNN (elsewhere it would be slower) and the
+    backbone was checked in bfloat16 (`BackboneSpec.bfloat16`, passed as `bfloat16_checked`), else float32.
 
     In bfloat16 the default model's embedding ran 1.25-1.8x faster on an AVX512_BF16 CPU (1 to 32 chips a call) and
     changed none of its decisions on LFW View 1 DevTest and View 2 (`python -m benchmarks.bench_precision`; README,
@@ -233,7 +234,7 @@ def inference_precision() -> str:
             raise ValueError(f"FACEREG_PRECISION={chosen!r}: use one of {', '.join(PRECISIONS)}")
         return chosen
     onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").strip() != "0"
-    return "bfloat16" if onednn and cpu_has_bfloat16() else "float32"
+    return "bfloat16" if bfloat16_checked and onednn and cpu_has_bfloat16() else "float32"
 
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter number

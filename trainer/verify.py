@@ -45,7 +45,8 @@ class Verifier:
 
     def __init__(self, model, config: ModelConfig, precision: str | None = None) -> None:
         """`precision` of the embedding: "float32" or "bfloat16" (a bfloat16 copy of the network, made now: train
-        `model` afterwards and this Verifier still embeds with the weights it had); default `inference_precision()`."""
+        `model` afterwards and this Verifier still embeds with the weights it had); default `inference_precision`'s
+        choice for this backbone."""
         import tensorflow as tf
 
         from .serving import PRECISIONS, inference_precision, side_by_side
@@ -53,7 +54,7 @@ class Verifier:
         self.model = model
         self.config = config
         self.spec = backbone_spec(config.backbone)
-        self.precision = precision or inference_precision()
+        self.precision = precision or inference_precision(self.spec.bfloat16)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
         network, head = siamese_parts(model)
