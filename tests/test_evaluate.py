@@ -4,6 +4,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from tests.conftest import lfw_image, needs_lfw
+
 from trainer.evaluate import (
     PairsFormatError,
     best_accuracy_threshold,
