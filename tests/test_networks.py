@@ -4,12 +4,11 @@ import numpy as np
 import pytest
 
 from trainer.errors import UnknownBackboneError
-from trainer.networks import (
-    L1Distance,
-    backbone_spec,
-    build_classic_embedding,
-    build_siamese,
-)
+from trainer.dlib_resnet import build_dlib_resnet
+from trainer.model_io import ModelConfig
+from trainer.networks import L1Distance, backbone_spec, bfloat16_copy, build_classic_embedding, build_siamese
+from trainer.serving import cpu_has_bfloat16, inference_precision
+from trainer.verify import Verifier
 
 CLASSIC_LAYERS = [
     ("InputLayer", None),
@@ -131,9 +130,6 @@ def test_unknown_head_is_named():
 
 
 def test_bfloat16_copy_computes_in_bfloat16_from_the_same_weights():
-    from trainer.dlib_resnet import build_dlib_resnet
-    from trainer.networks import bfloat16_copy
-
     network = build_dlib_resnet()
     copy = bfloat16_copy(network)
     assert [layer.name for layer in copy.layers] == [layer.name for layer in network.layers]
@@ -149,10 +145,6 @@ def test_bfloat16_copy_computes_in_bfloat16_from_the_same_weights():
 
 
 def test_precision_is_bfloat16_only_where_the_cpu_has_it_and_it_was_checked_unless_set(monkeypatch):
-    from trainer.model_io import ModelConfig
-    from trainer.serving import cpu_has_bfloat16, inference_precision
-    from trainer.verify import Verifier
-
     monkeypatch.delenv("FACEREG_PRECISION", raising=False)
     monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
     assert inference_precision() == ("bfloat16" if cpu_has_bfloat16() else "float32")
