@@ -31,8 +31,7 @@ from trainer.networks import backbone_spec, build_embedding, build_siamese
 from trainer.train import train
 from trainer.verify import Verifier
 
-# The float32 network's accuracy, on any CPU (`python -m benchmarks.bench_precision` compares bfloat16).
-os.environ.setdefault("FACEREG_PRECISION", "float32")
+os.environ.setdefault("FACEREG_PRECISION", "float32")  # the float32 network's accuracy (bench_precision: bfloat16)
 
 ANCHORS, POSITIVES = 10, 10
 TRAIN_NEGATIVES, TEST_IMPOSTORS = 40, 100
