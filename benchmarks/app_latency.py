@@ -5,12 +5,15 @@
 Starts `python -m space` as `bench_app` does and waits for its first answer. Then, one request at a time on LFW
 pairs: gradio_client as an API user calls it (`Client.predict` with `handle_file`), and the same request made step
 by step over Gradio's own HTTP protocol on one kept-alive connection and one session, as a browser tab makes it
-(upload both files, join the queue, read the server-sent events until `process_completed`), timing each step; the
+(upload both files, then post the event and read the answer from the response, as the app's Verify does; or, with
+FACEREG_VERIFY_QUEUE=1 set for the app, join the queue and read the server-sent events until `process_completed`),
+timing each step; the
 app's own `elapsed_ms` output is the time in its handler from the model lookup to the answer, and its `timing_ms`
 the networks' part of it. `Verifier.verify` on the same pairs in this process gives the networks' time twice:
 before the app starts, and between the app's requests, where the two processes' networks take turns on the same CPU
 caches, as the app's networks and its clients do. The server runs with GRADIO_PROFILING=1, and Gradio's own timing of
-its phases (queue wait, preprocessing, the handler, postprocessing) follows. Prints medians in tables.
+its phases (queue wait, preprocessing, the handler, postprocessing) follows for the events of its queue (gradio_client
+always joins it). Prints medians in tables.
 """
 from __future__ import annotations
 
@@ -34,18 +37,24 @@ from benchmarks.bench_app import (
 from trainer.evaluate import LFW_DIR, read_lfw_pairs
 
 
-def protocol_steps(url: str, pair: tuple[Path, Path], threshold: float, fn_index: int, http, session: str
-                   ) -> dict[str, float]:
+def protocol_steps(url: str, pair: tuple[Path, Path], threshold: float, fn_index: int, queued: bool, http,
+                   session: str) -> dict[str, float]:
     """Milliseconds of each step of one /verify request over Gradio's HTTP protocol (`bench_app.protocol_verify`),
     and the handler's own time, for a visitor's session (Gradio builds a session's state at its first request: one
     session serves them all)."""
-    output, marks = protocol_verify(http, url, pair, threshold, fn_index, session)
-    started = marks.get("process_starts", marks["joined"])
-    return {
-        "upload both files (two POSTs)": 1000 * (marks["uploaded"] - marks["start"]),
-        "join the queue (POST)": 1000 * (marks["joined"] - marks["uploaded"]),
-        "wait until the queue starts it": 1000 * (started - marks["joined"]),
-        "start to completed (pre/postprocess and the handler)": 1000 * (marks["process_completed"] - started),
+    output, marks = protocol_verify(http, url, pair, threshold, fn_index, session, queued)
+    steps = {"upload both files (two POSTs)": 1000 * (marks["uploaded"] - marks["start"])}
+    if queued:
+        started = marks.get("process_starts", marks["joined"])
+        steps |= {
+            "post the event: join the queue (POST)": 1000 * (marks["joined"] - marks["uploaded"]),
+            "wait until the queue starts it": 1000 * (started - marks["joined"]),
+            "start to completed (pre/postprocess and the handler)": 1000 * (marks["process_completed"] - started),
+        }
+    else:
+        steps["post the event, the answer in the response (one POST, no queue)"] = 1000 * (
+            marks["done"] - marks["uploaded"])
+    return steps | {
         "  of which the handler (its elapsed_ms output)": float(output[3]),
         "    of which decoding and the networks (its timing_ms total)": float(output[4]["timing_ms"]["total"]),
         "total over the protocol": 1000 * (marks["done"] - marks["start"]),
@@ -73,18 +82,18 @@ def main(argv: list[str] | None = None) -> int:
     server = start_server(port, work, None, {"GRADIO_PROFILING": "1"})  # Gradio's own timing of each phase
     try:
         first_answer(f"{url}/", (genuine.path1, genuine.path2), threshold, server)
-        fn_index = verify_fn_index(url)
+        fn_index, queued = verify_fn_index(url)
         client = Client(f"{url}/", verbose=False, **CLIENT_OPTIONS)
         steps: dict[str, list[float]] = {}
         predicted, beside = [], []
         session = uuid.uuid4().hex[:10]
         with httpx.Client(timeout=120) as http:
-            first = protocol_steps(url, pairs[0], threshold, fn_index, http, session)  # the session's first request
+            first = protocol_steps(url, pairs[0], threshold, fn_index, queued, http, session)  # the session's first request
             for pair in pairs:
                 begin = time.perf_counter()
                 client.predict(*(handle_file(str(p)) for p in pair), threshold, api_name="/verify")
                 predicted.append(1000 * (time.perf_counter() - begin))
-                for name, ms in protocol_steps(url, pair, threshold, fn_index, http, session).items():
+                for name, ms in protocol_steps(url, pair, threshold, fn_index, queued, http, session).items():
                     steps.setdefault(name, []).append(ms)
                 begin = time.perf_counter()
                 verifier.verify(*pair)
@@ -101,8 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| gradio_client `Client.predict` (a new connection per upload) | {median(predicted):.0f} |")
     for name, values in steps.items():
         print(f"| {name} | {median(values):.0f} |")
-    print(f"| join the queue, a session's first request (Gradio builds the session's state) | "
-          f"{first['join the queue (POST)']:.0f} |")
+    event = next(name for name in first if name.startswith("post the event"))
+    print(f"| {event}, a session's first request (Gradio builds the session's state) | {first[event]:.0f} |")
+    if not traces:  # Gradio's profiler times the queue's events
+        print("\nGradio's own phases: none recorded (its profiler times only the events of its queue).")
+        return 0
     print(f"\n| Gradio's own phases of the same {len(traces)} requests (GRADIO_PROFILING, median ms) | ms |\n|---|---:|")
     for phase in ("queue_wait", "preprocess", "fn_call", "postprocess", "total"):
         print(f"| {phase} | {median(trace[phase + '_ms'] for trace in traces):.1f} |")

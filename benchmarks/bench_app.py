@@ -10,8 +10,10 @@ Run from the repo root:  python -m benchmarks.bench_app [--duration 60] [--clien
 4. Load: for each client count, that many `gradio_client` clients in threads call /verify back to back for
    `--duration` seconds, every request on a different LFW pair (a shared counter walks through the pairs). For 1
    and 8 clients, the same again over Gradio's own protocol as a browser tab speaks it (`--protocol-clients`):
-   uploads, queue join and server-sent events on one kept-alive connection per visitor, each message read as it
-   arrives (gradio_client looks for the server's messages every 50 ms, so what its callers wait moves in steps).
+   the two uploads and the event on one kept-alive connection per visitor: the event posted and its answer read
+   from the response, as the app's Verify skips Gradio's queue (or, with `--server-env FACEREG_VERIFY_QUEUE=1`, a
+   queue join and its server-sent events, each message read as it arrives). gradio_client always joins the queue
+   and looks for the server's messages every 50 ms, so what its callers wait moves in steps.
    Right before and right after each load run, `Verifier.verify` runs in this process again (`--single-between`
    pairs, the app idle): each run is compared with the single stream measured around it, as the machine's speed
    drifts within minutes. For 8 clients, the same load also runs in this process, without HTTP
@@ -270,12 +272,14 @@ def load_in_process(verifier, clients: int, duration: float, pairs: Pairs, thres
     return drive(Row(clients, duration, IN_PROCESS), [ask] * clients, pairs)
 
 
-def protocol_verify(http, url: str, pair: tuple[Path, Path], threshold: float, fn_index: int, session: str
-                    ) -> tuple[list, dict[str, float]]:
-    """One /verify request over Gradio's HTTP protocol, as a browser tab makes it (upload both files, join the queue,
-    read the server-sent events until `process_completed`) on a kept-alive `httpx.Client`: the outputs, and the
-    perf_counter time of each step ("start", "uploaded", "joined", "process_starts", "process_completed", "done").
-    An error the app reports raises RuntimeError with its message."""
+def protocol_verify(http, url: str, pair: tuple[Path, Path], threshold: float, fn_index: int, session: str,
+                    queued: bool = True) -> tuple[list, dict[str, float]]:
+    """One /verify request over Gradio's HTTP protocol, as a browser tab makes it, on a kept-alive `httpx.Client`:
+    upload both files, then post the event and read the answer from the response, or, where the event is `queued`
+    (`verify_fn_index` says), join the queue and read the server-sent events until `process_completed`. The outputs,
+    and the perf_counter time of each step ("start", "uploaded", then "joined", "process_starts", "process_completed"
+    where queued, and "done"). An error the app reports (or a verdict that says why it could not verify) raises
+    RuntimeError with its message."""
     import json
 
     marks = {"start": time.perf_counter()}
@@ -286,9 +290,18 @@ def protocol_verify(http, url: str, pair: tuple[Path, Path], threshold: float, f
         response.raise_for_status()
         files.append({"path": response.json()[0], "orig_name": Path(path).name, "meta": {"_type": "gradio.FileData"}})
     marks["uploaded"] = time.perf_counter()
-    http.post(f"{url}/gradio_api/queue/join", json={"data": [*files, threshold], "fn_index": fn_index,
-                                                     "session_hash": session, "event_data": None,
-                                                     "trigger_id": None}).raise_for_status()
+    body = {"data": [*files, threshold], "fn_index": fn_index, "session_hash": session, "event_data": None,
+            "trigger_id": None}
+    if not queued:  # the browser posts an event that skips the queue and reads the answer from the response
+        response = http.post(f"{url}/gradio_api/run/predict", json=body)  # the event by its fn_index
+        marks["done"] = time.perf_counter()
+        if response.status_code != 200:
+            raise RuntimeError(response.json().get("error") or f"HTTP {response.status_code}")
+        data = response.json()["data"]
+        if data[-1] is None:  # the page's Verify answers a failure with its verdict alone
+            raise RuntimeError(data[1])
+        return data, marks
+    http.post(f"{url}/gradio_api/queue/join", json=body).raise_for_status()
     marks["joined"] = time.perf_counter()
     completed = None
     with http.stream("GET", f"{url}/gradio_api/queue/data", params={"session_hash": session}) as events:
@@ -307,12 +320,15 @@ def protocol_verify(http, url: str, pair: tuple[Path, Path], threshold: float, f
     return completed["output"]["data"], marks
 
 
-def verify_fn_index(url: str) -> int:
-    """The app's function index of /verify, from its /config."""
+def verify_fn_index(url: str) -> tuple[int, bool]:
+    """The function index of the event the page's Verify button runs on the server, and whether it goes through
+    Gradio's queue, from the app's /config."""
     import httpx
 
     config = httpx.get(f"{url.rstrip('/')}/config").json()
-    return next(d["id"] for d in config["dependencies"] if d.get("api_name") == "verify")
+    button = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "verify-button")
+    dependency = next(d for d in config["dependencies"] if [button, "click"] in d["targets"] and d.get("backend_fn"))
+    return dependency["id"], dependency.get("queue") is not False
 
 
 def load_protocol(url: str, clients: int, duration: float, pairs: Pairs, threshold: float) -> Row:
@@ -323,12 +339,12 @@ def load_protocol(url: str, clients: int, duration: float, pairs: Pairs, thresho
     import httpx
 
     url = url.rstrip("/")
-    fn_index = verify_fn_index(url)
+    fn_index, queued = verify_fn_index(url)
     connections = [(httpx.Client(timeout=120), uuid.uuid4().hex[:10]) for _ in range(clients)]
     try:
         return drive(Row(clients, duration, "protocol"), [
             lambda pair, http=http, session=session: protocol_verify(http, url, pair, threshold, fn_index,
-                                                                     session)[0][-1]
+                                                                     session, queued)[0][-1]
             for http, session in connections
         ], pairs)
     finally:

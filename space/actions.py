@@ -93,13 +93,24 @@ class Actions:
             result = verifier.batcher().verify(_contents(image1), _contents(image2), threshold=threshold,
                                                return_chips=True)
         elapsed_ms = 1000 * (time.perf_counter() - start)
-        for warning in result["warnings"]:
-            gr.Warning(warning)
         chips = result.pop("chips")
         detail = f"score **{result['score']:.3f}** vs threshold {result['threshold']:.3f}"
+        # Under the verdict, not in a toast: outside Gradio's queue (a browser's Verify) a gr.Warning reaches no one.
+        detail += "".join(f"  \n⚠ {warning}" for warning in result["warnings"])
         result["elapsed_ms"] = elapsed_ms
         chips = chips_html(chips, ("Aligned face 1", "Aligned face 2"))
         return chips, verdict_markdown(result["is_match"], detail), result["score"], elapsed_ms, result
+
+    def verify_on_page(
+        self, image1: Any, image2: Any, threshold: Optional[float], request: gr.Request,
+        profile: Optional[gr.OAuthProfile], oauth_token: Optional[gr.OAuthToken],
+    ) -> tuple:
+        """`verify` for the page's Verify button, outside Gradio's queue: a failure is the verdict (the page shows no
+        error message for such an event) and clears the other results."""
+        try:
+            return self.verify(image1, image2, threshold, request, profile, oauth_token)
+        except gr.Error as error:
+            return None, f"## ✘ Not verified\n**{error.title}**: {error.message}", None, None, None
 
     # -- Anchors -------------------------------------------------------------------------------------------------
     def _enroll(self, workspace: Workspace, images: list, names: list[str]) -> tuple[int, list[str]]:

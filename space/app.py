@@ -27,11 +27,18 @@ INFERENCE = {"concurrency_id": "inference", "concurrency_limit": 4}
 # /verify handlers only decode their images and wait for the model's inference workers (trainer.serving), which take
 # the waiting requests in turn: many may wait there, so that Gradio's queue never holds a decoded request back.
 VERIFY = {"concurrency_id": "verify", "concurrency_limit": 16}
+# The page's Verify skips Gradio's queue: the browser posts the event and reads the answer from the response, one
+# request instead of a queue join and its event stream, which cost the 2 cores more than they had to spare under 8
+# visitors (docs/results-log.md, "The app under load"). Outside the queue Gradio's page shows no error message, so that
+# event shows a failure as its verdict (Actions.verify_on_page). API clients call /verify, in the queue, whose errors
+# raise in gradio_client as before. FACEREG_VERIFY_QUEUE=1 puts the page's event back in the queue.
+VERIFY_QUEUED = os.environ.get("FACEREG_VERIFY_QUEUE", "0").strip() == "1"
 PRIVATE = {"api_visibility": "private"}
 # Browser-side handlers (no request): the verdict while a Verify runs, and after one failed (the error message, shown
 # at the top right for a while, says why).
 VERIFYING = "() => '⏳ Verifying...'"
 NOT_VERIFIED = "() => '✘ **Not verified**: see the error message at the top right.'"
+NOT_ANSWERED = "() => '✘ **Not verified**: the server could not answer; please try again.'"
 LOADING = "() => '⏳ Loading the model...'"
 NOT_LOADED = "() => '✘ **Not loaded**: see the error message at the top right. The model above still serves you.'"
 # What each tab is for, in one line at its top: the app is a public demo, and its first visitors have read nothing.
@@ -71,11 +78,11 @@ def _status_event(button: gr.Button, status: gr.Markdown, fn: Any, inputs: list,
 
 
 def _verify_event(button: gr.Button, verdict: gr.Markdown, faces: list, fn: Any, inputs: list, result: list,
-                  **kwargs: Any) -> Any:
+                  failed: str = NOT_VERIFIED, **kwargs: Any) -> Any:
     """Wire a Verify button whose verdict (one of the result's fields) is its status line. A result belongs to the
     faces it was computed on: a new face clears it, so that a failed Verify does not leave the previous faces'
     verdict on screen."""
-    event = _status_event(button, verdict, fn, inputs, result, VERIFYING, NOT_VERIFIED, **kwargs)
+    event = _status_event(button, verdict, fn, inputs, result, VERIFYING, failed, **kwargs)
     clear = f"() => Array({len(result)}).fill(null)"  # a Number shows its placeholder again, not 0
     for face in faces:
         face.change(None, None, result, js=clear, **PRIVATE)
@@ -118,6 +125,7 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
                 threshold = gr.Slider(0, 1, value=hint, step=0.001, label="Threshold",
                                       info="Starts at the model's tuned threshold")
                 verify_button = gr.Button("Verify", variant="primary", elem_id="verify-button")
+                verify_api = gr.Button(visible=False)  # /verify's trigger: API clients only
                 with gr.Row():
                     chips = gr.HTML(elem_id="chips", js_on_load=None)
                     with gr.Column():
@@ -218,8 +226,10 @@ def build_app(models: Models | None = None, workspaces: Workspaces | None = None
         # preprocess=False: Gradio still checks that each image is one of its uploads, but skips the images'
         # preprocessing (a PIL header read and a thread hop each; `python -m benchmarks.app_latency` prints Gradio's
         # phases); the handler decodes the files itself, as it must anyway.
-        _verify_event(verify_button, verdict, [image1, image2], actions.verify, [image1, image2, threshold],
-                      [chips, verdict, score, elapsed, details], api_name="verify", preprocess=False, **VERIFY)
+        verify_io = [image1, image2, threshold], [chips, verdict, score, elapsed, details]
+        _verify_event(verify_button, verdict, [image1, image2], actions.verify_on_page, *verify_io,
+                      failed=NOT_ANSWERED, preprocess=False, queue=VERIFY_QUEUED, **PRIVATE, **VERIFY)
+        verify_api.click(actions.verify, *verify_io, api_name="verify", preprocess=False, **VERIFY)
 
         anchors_view = [anchors_line, anchors_gallery]
         enrolled = enroll_button.click(actions.enroll_anchors, anchor_uploads, [*anchors_view, anchor_uploads],
