@@ -5,8 +5,9 @@ and FaceReg's detector (the same networks on OpenCV's DNN engine).
 
 All detectors run on the same LFW images (250 x 250) in this process, after one warm-up call each; the table
 gives medians. Rows: eager; each Keras network compiled with `tf.function` (how FaceReg first sped it up); FaceReg's
-detector (`trainer.faces`: the networks translated for `cv2.dnn` by `trainer.mtcnn_nets`); and
-that with the two images of a pair in one call, as `Verifier.verify` does.
+detector (`trainer.faces`: the networks translated for `cv2.dnn` by `trainer.mtcnn_nets`); that with the two images
+of a pair in one call, as `Verifier.verify` does; and that with PNet on one network a thread, as before it kept a
+network per pyramid level (in turn with the row above, three rounds).
 
 A second table puts each face, scaled to 300 x 300, into a 640 x 480 frame (a webcam picture at arm's length) and
 times `face_locations` with the pyramid from 20 px faces up (min_face_fraction=0) against from 8 % of the frame's
@@ -57,6 +58,18 @@ def compiled_keras(detector):
             input_signature=[tf.TensorSpec([None, side, side, 3], tf.float32)],
             autograph=False,
         )
+    return detector
+
+
+def one_network_a_thread(detector):
+    """The detector with PNet on one network a thread, which OpenCV sets up again at each pyramid level (FaceReg's
+    PNet before it kept a network per input shape, `trainer.faces.PNET_SHAPES`)."""
+    from mtcnn.stages import StagePNet
+
+    from trainer.faces import _as_keras_outputs
+    from trainer.mtcnn_nets import DnnNetwork
+
+    detector.stages[0].network = _as_keras_outputs(DnnNetwork(StagePNet().model, 12))
     return detector
 
 
@@ -189,7 +202,12 @@ def main() -> None:
     eager = per_image_ms(MTCNN(), images)
     compiled = per_image_ms(compiled_keras(MTCNN()), images)
     ours = per_image_ms(_mtcnn(), images)
-    paired = per_image_ms(_mtcnn(), images, per_call=2)
+    single_net = one_network_a_thread(_mtcnn.__wrapped__())
+    rounds = [(per_image_ms(_mtcnn(), images, per_call=2), per_image_ms(single_net, images, per_call=2))
+              for _ in range(3)]  # in turn, as the machine's speed drifts
+    paired, paired_single_net = (statistics.median(times) for times in zip(*rounds))
+    same = all(np.array_equal(a, b) for a, b in zip(_mtcnn().detect_faces(images[:8], output_type="numpy"),
+                                                    single_net.detect_faces(images[:8], output_type="numpy")))
     print(f"\n| MTCNN on {len(images)} LFW images (median per image, {os.cpu_count()}-core CPU) | ms |")
     print("|---|---|")
     print(f"| eager, as the `mtcnn` package runs it | {eager:.1f} |")
@@ -199,6 +217,10 @@ def main() -> None:
           f"({eager / ours:.1f}x faster) |")
     print(f"| FaceReg, the two images of a pair in one call (Verifier.verify) | {paired:.1f} "
           f"({eager / paired:.1f}x faster) |")
+    print(f"| the same, PNet on one network a thread, set up again at each pyramid level (before) | "
+          f"{paired_single_net:.1f} ({eager / paired_single_net:.1f}x faster) |")
+    print(f"\nFaceReg's rows on a pair: the median of 3 rounds, the two in turn; the same faces both ways on 8 images: "
+          f"{'yes' if same else 'NO'}.")
     loaded = [(load_image(p.path1), load_image(p.path2)) for p in pairs]
     parts, patches = stage_breakdown(loaded)
     total = sum(parts.values())

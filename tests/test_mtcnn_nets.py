@@ -62,6 +62,17 @@ def test_threads_running_one_network_at_once_each_get_their_own_answer(stages) -
     assert len(errors) == 80 and max(errors) < 1e-4
 
 
+def test_networks_kept_per_input_shape_give_the_same_outputs_and_stay_bounded(stages) -> None:
+    one, per_shape = DnnNetwork(stages["pnet"], 12), DnnNetwork(stages["pnet"], 12, shapes=3)
+    rng = np.random.default_rng(1)
+    levels = [rng.uniform(-1, 1, (2, side, side, 3)).astype(np.float32) for side in (150, 106, 75, 53, 37)]
+    for _ in range(2):  # the second round reuses no network: five shapes, three kept
+        for level in levels + levels[-2:]:  # the last two again: their networks are reused
+            for mine, reference in zip(per_shape(level), one(level)):
+                np.testing.assert_array_equal(mine, reference)
+    assert list(per_shape._local.nets) == [(2, 75, 75, 3), (2, 53, 53, 3), (2, 37, 37, 3)]  # the last three, in use order
+
+
 def test_layers_it_cannot_translate_are_named() -> None:
     model = keras.Sequential([keras.Input((12, 12, 3)), keras.layers.Conv2D(4, 3, padding="same", name="odd"),
                               keras.layers.PReLU(name="p"), keras.layers.Conv2D(2, 1, name="head")])

@@ -40,6 +40,9 @@ MIN_FACE_FRACTION = 0.08
 # The floor was chosen on LFW View 1 and a face-free set (`python -m benchmarks.view1_accuracy`).
 MIN_CONFIDENCE = 0.9
 LOW_CONFIDENCE_FLOOR = 0.5
+# Input shapes (batch size and pyramid level) PNet keeps a network for, in each thread: the pyramids of two image
+# sizes (one pyramid has up to about 10 levels; a level's network holds at most a few MB of buffers).
+PNET_SHAPES = 24
 BOX_MARGIN = 0.1  # Haar boxes (no landmarks) are widened by this fraction of their size on each side.
 # What to do when an image holds several faces: use the largest; use the one nearest the image centre (for
 # datasets of crops centred on their subject, such as LFW); or raise MultipleFacesError.
@@ -118,7 +121,7 @@ class _PyramidPNet:
 
         stage = StagePNet()
         self.id, self.name = stage.id, stage.name
-        self.network = _as_keras_outputs(DnnNetwork(stage.model, 12))
+        self.network = _as_keras_outputs(DnnNetwork(stage.model, 12, shapes=PNET_SHAPES))
 
     def _run(self, images: np.ndarray, scales: np.ndarray) -> list:
         """PNet's (box regression, face probability) maps for each pyramid scale of the batch."""

@@ -12,6 +12,7 @@ A `cv2.dnn.Net` must not run in two threads at once: each thread gets its own co
 """
 from __future__ import annotations
 
+import collections
 import threading
 from typing import Any
 
@@ -119,20 +120,34 @@ def caffe_description(model: Any, side: int) -> tuple[str, dict[str, list[np.nda
 
 
 class DnnNetwork:
-    """A Keras MTCNN network run by OpenCV's DNN engine: NHWC float32 batches in, the Keras network's outputs out."""
+    """A Keras MTCNN network run by OpenCV's DNN engine: NHWC float32 batches in, the Keras network's outputs out.
 
-    def __init__(self, model: Any, side: int) -> None:
+    OpenCV sets a network up again (its buffers and its convolutions' packed weights) whenever the input's shape
+    changes. With `shapes` > 1 each thread keeps a network for each of its last `shapes` input shapes: PNet sees one
+    shape per pyramid level, the same ones image after image of one size, so it is not set up again at each level
+    (`python benchmarks/bench_detect.py` times the detector both ways; the faces are the same). RNet and ONet see a
+    new batch size nearly every call, where a network per shape gained nothing in a one-off check."""
+
+    def __init__(self, model: Any, side: int, shapes: int = 1) -> None:
         prototxt, weights, self.outputs = caffe_description(model, side)
         self._prototxt = np.frombuffer(prototxt.encode(), np.uint8)
         self._weights = np.frombuffer(_weights(weights), np.uint8)
         self._side = side
+        self._shapes = shapes
         self._local = threading.local()
 
-    def _net(self) -> cv2.dnn.Net:
-        """This thread's copy of the network (a cv2.dnn.Net must not run in two threads at once)."""
-        net = getattr(self._local, "net", None)
+    def _net(self, shape: tuple[int, ...]) -> cv2.dnn.Net:
+        """This thread's network for inputs of `shape` (a cv2.dnn.Net must not run in two threads at once)."""
+        nets = getattr(self._local, "nets", None)
+        if nets is None:
+            nets = self._local.nets = collections.OrderedDict()
+        key = shape if self._shapes > 1 else None
+        net = nets.pop(key, None)
         if net is None:
-            net = self._local.net = cv2.dnn.readNetFromCaffe(self._prototxt, self._weights)
+            net = cv2.dnn.readNetFromCaffe(self._prototxt, self._weights)
+        nets[key] = net  # the most recently used last
+        while len(nets) > self._shapes:
+            nets.popitem(last=False)
         return net
 
     def __call__(self, batch: Any) -> list[np.ndarray]:
@@ -142,7 +157,7 @@ class DnnNetwork:
         if empty:  # OpenCV needs at least one image; the outputs' shapes come from a blank one
             height, width = batch.shape[1:3] if batch.ndim == 4 else (self._side, self._side)
             batch = np.zeros((1, height, width, 3), np.float32)
-        net = self._net()
+        net = self._net(batch.shape)
         net.setInput(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
         results = [out.transpose(0, 2, 3, 1) if out.ndim == 4 else out for out in net.forward(self.outputs)]
         return [out[:0] for out in results] if empty else results
