@@ -142,13 +142,12 @@ class DnnNetwork:
         if nets is None:
             nets = self._local.nets = collections.OrderedDict()
         key = shape if self._shapes > 1 else None
-        net = nets.pop(key, None)
-        if net is None:
-            net = cv2.dnn.readNetFromCaffe(self._prototxt, self._weights)
-        nets[key] = net  # the most recently used last
-        while len(nets) > self._shapes:
-            nets.popitem(last=False)
-        return net
+        if key not in nets:
+            nets[key] = cv2.dnn.readNetFromCaffe(self._prototxt, self._weights)
+            if len(nets) > self._shapes:
+                nets.popitem(last=False)  # the least recently used
+        nets.move_to_end(key)
+        return nets[key]
 
     def __call__(self, batch: Any) -> list[np.ndarray]:
         """The network's outputs for an N x H x W x 3 batch, as the Keras network gives them (NHWC maps, N x K rows)."""
