@@ -79,10 +79,19 @@ def test_the_chips_shown_are_the_aligned_faces_and_no_file(client, app):
 
 def test_verify_reads_only_images_uploaded_to_the_app(app):
     """/verify skips Gradio's preprocessing of its images: a request naming a file on the server (here an LFW face)
-    instead of uploading it must still be refused, while the same face uploaded is verified."""
+    instead of uploading it must still be refused, while the same face uploaded is verified; and so for the page's
+    Verify, which skips the queue too (one POST)."""
     config = httpx.get(f"{app.url}config").json()
     fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "verify")
+    button = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "verify-button")
+    page_index = next(d["id"] for d in config["dependencies"] if [button, "click"] in d["targets"] and d["backend_fn"])
     face = lfw_image("Colin_Powell", 1)
+
+    def posted(http: httpx.Client, image: dict) -> httpx.Response:
+        """The page's Verify, as the browser sends it: outside the queue, the answer in the response."""
+        return http.post("/run/predict", json={"data": [image, image, 0.5], "fn_index": page_index,
+                                               "session_hash": uuid.uuid4().hex, "event_data": None,
+                                               "trigger_id": None})
 
     def completed(http: httpx.Client, image: dict) -> dict:
         session = uuid.uuid4().hex
@@ -98,8 +107,11 @@ def test_verify_reads_only_images_uploaded_to_the_app(app):
         meta = {"orig_name": face.name, "meta": {"_type": "gradio.FileData"}}
         answer = completed(http, {"path": uploaded, **meta})
         refused = completed(http, {"path": str(face), **meta})
+        page_answer, page_refused = posted(http, {"path": uploaded, **meta}), posted(http, {"path": str(face), **meta})
     assert answer["success"] is True and answer["output"]["data"][4]["is_match"]
     assert refused["success"] is False and "data" not in refused["output"]
+    assert page_answer.status_code == 200 and page_answer.json()["data"][4]["is_match"]
+    assert page_refused.status_code == 500 and "data" not in page_refused.json()
 
 
 def test_every_action_is_a_named_endpoint(client):
