@@ -21,11 +21,11 @@ import argparse
 import statistics
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 from benchmarks.bench_app import (
     CLIENT_OPTIONS,
+    Tab,
     first_answer,
     free_port,
     load_verifier,
@@ -37,12 +37,12 @@ from benchmarks.bench_app import (
 from trainer.evaluate import LFW_DIR, read_lfw_pairs
 
 
-def protocol_steps(url: str, pair: tuple[Path, Path], threshold: float, fn_index: int, queued: bool, http,
-                   session: str) -> dict[str, float]:
+def protocol_steps(tab: Tab, pair: tuple[Path, Path], threshold: float, fn_index: int, queued: bool
+                   ) -> dict[str, float]:
     """Milliseconds of each step of one /verify request over Gradio's HTTP protocol (`bench_app.protocol_verify`),
     and the handler's own time, for a visitor's session (Gradio builds a session's state at its first request: one
     session serves them all)."""
-    output, marks = protocol_verify(http, url, pair, threshold, fn_index, session, queued)
+    output, marks = protocol_verify(tab, pair, threshold, fn_index, queued)
     steps = {"upload both files (two POSTs)": 1000 * (marks["uploaded"] - marks["start"])}
     if queued:
         started = marks.get("process_starts", marks["joined"])
@@ -86,18 +86,20 @@ def main(argv: list[str] | None = None) -> int:
         client = Client(f"{url}/", verbose=False, **CLIENT_OPTIONS)
         steps: dict[str, list[float]] = {}
         predicted, beside = [], []
-        session = uuid.uuid4().hex[:10]
-        with httpx.Client(timeout=120) as http:
-            first = protocol_steps(url, pairs[0], threshold, fn_index, queued, http, session)  # the session's first request
+        tab = Tab(url)
+        try:
+            first = protocol_steps(tab, pairs[0], threshold, fn_index, queued)  # the session's first request
             for pair in pairs:
                 begin = time.perf_counter()
                 client.predict(*(handle_file(str(p)) for p in pair), threshold, api_name="/verify")
                 predicted.append(1000 * (time.perf_counter() - begin))
-                for name, ms in protocol_steps(url, pair, threshold, fn_index, queued, http, session).items():
+                for name, ms in protocol_steps(tab, pair, threshold, fn_index, queued).items():
                     steps.setdefault(name, []).append(ms)
                 begin = time.perf_counter()
                 verifier.verify(*pair)
                 beside.append(1000 * (time.perf_counter() - begin))
+        finally:
+            tab.close()
         traces = [trace for trace in httpx.get(f"{url}/gradio_api/profiling/traces").json()
                   if trace.get("fn_name") == "verify"][1:]  # without the session's first request
     finally:
