@@ -5,12 +5,12 @@ Run from the repo root:  python -m benchmarks.bench_app [--duration 60] [--clien
 1. Bare import: a fresh `python -c "import gradio, tensorflow"`, timed (the floor for a cold start).
 2. Single stream: `Verifier.verify` in this process, one pair after another, on LFW pairs (View 2's pairs.txt;
    speed only, no accuracy is read from them).
-3. Cold start: `python -m space` in a subprocess (fresh HF_HOME and capture folder), from process start to the first
-   correct /verify answer.
+3. Cold start: `python -m space` in a subprocess (fresh HF_HOME, capture folder and Gradio cache, as a Space starts),
+   from process start to the first correct /verify answer.
 4. Load: for each client count, that many `gradio_client` clients in threads call /verify back to back for
    `--duration` seconds, every request on a different LFW pair (a shared counter walks through the pairs). For 1
    and 8 clients, the same again over Gradio's own protocol as a browser tab speaks it (`--protocol-clients`):
-   the two uploads and the event on one kept-alive connection per visitor: the event posted and its answer read
+   the two uploads and the event on one kept-alive connection per visitor (`Tab`): the event posted and its answer read
    from the response, as the app's Verify skips Gradio's queue (or, with `--server-env FACEREG_VERIFY_QUEUE=1`, a
    queue join and its server-sent events, each message read as it arrives). gradio_client always joins the queue
    and looks for the server's messages every 50 ms, so what its callers wait moves in steps.
