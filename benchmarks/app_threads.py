@@ -1,10 +1,11 @@
 """Where the app's CPU goes under load, thread by thread: TensorFlow's and OpenCV's own threads, the inference
 workers, Gradio's event loop (uploads, queue, server-sent events, file routes), the request handlers; and the clients.
 
-    python -m benchmarks.app_threads [--clients 8] [--duration 30]
+    python -m benchmarks.app_threads [--clients 8] [--duration 30] [--protocol]
 
 Starts `python -m space` as `bench_app` does, warms it up, then `--clients` gradio_client clients call /verify
-back to back on LFW pairs for `--duration` seconds. Each of the server's threads' CPU time is read from
+back to back on LFW pairs for `--duration` seconds (with `--protocol`, clients that speak Gradio's protocol as the
+page does: `bench_app.load_protocol`). Each of the server's threads' CPU time is read from
 /proc/<pid>/task before and after; Python threads are named from `py-spy dump` (needs `py-spy`, in
 requirements-bench.txt), the others by their OS name (TensorFlow's inter-op pool is `tf_Compute`; its intra-op
 threads, OpenCV's thread pool and other native threads show as `native:python`). Prints CPU milliseconds per
@@ -21,7 +22,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.bench_app import CLIENT_OPTIONS, Pairs, cpu_s, first_answer, free_port, load, start_server
+from benchmarks.bench_app import (
+    CLIENT_OPTIONS,
+    Pairs,
+    cpu_s,
+    first_answer,
+    free_port,
+    load,
+    load_protocol,
+    start_server,
+)
 from trainer.evaluate import LFW_DIR, read_lfw_pairs
 
 
@@ -50,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--duration", type=float, default=30.0)
+    parser.add_argument("--protocol", action="store_true", help="clients that speak the page's protocol")
     args = parser.parse_args(argv)
     CLIENT_OPTIONS["ssl_verify"] = False
     pairs = read_lfw_pairs(LFW_DIR)
@@ -61,9 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         first_answer(url, (genuine.path1, genuine.path2), 0.5, server)
         todo = Pairs([(p.path1, p.path2) for p in pairs[100:]])
-        load(url, args.clients, 5, todo, 0.5)  # warm: every batch size traced, every thread started
+        clients = load_protocol if args.protocol else load
+        clients(url, args.clients, 5, todo, 0.5)  # warm: every batch size traced, every thread started
         before, clients_before = thread_cpu(server.pid), time.process_time()
-        row = load(url, args.clients, args.duration, todo, 0.5)
+        row = clients(url, args.clients, args.duration, todo, 0.5)
         after, clients_cpu = thread_cpu(server.pid), time.process_time() - clients_before
         names = python_thread_names(server.pid)
     finally:
@@ -81,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         if seconds * 1000 / answered >= 0.1:
             print(f"| {group} | {1000 * seconds / answered:.1f} |")
     print(f"| **server, all threads** | **{1000 * sum(groups.values()) / answered:.1f}** |")
-    print(f"| the gradio_client clients (this process) | {1000 * clients_cpu / answered:.1f} |")
+    kind = "protocol" if args.protocol else "gradio_client"
+    print(f"| the {kind} clients (this process) | {1000 * clients_cpu / answered:.1f} |")
     return 1 if row.errors else 0
 
 
