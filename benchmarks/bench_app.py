@@ -301,16 +301,16 @@ class Tab:
         and body."""
         import http.client
 
-        for attempt in (0, 1):
-            try:
-                self.connection.request(method, self.prefix + path, body, headers or {})
-                response = self.connection.getresponse()
-                return response.status, response.read()
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                self.connection.close()
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
+        def send() -> tuple[int, bytes]:
+            self.connection.request(method, self.prefix + path, body, headers or {})
+            response = self.connection.getresponse()
+            return response.status, response.read()
+
+        try:
+            return send()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            self.connection.close()  # the next request opens it again
+            return send()
 
     def upload(self, path: Path) -> str:
         """Upload a file as the page's image box does; the server's path of the upload."""
