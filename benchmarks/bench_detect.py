@@ -1,13 +1,13 @@
 """Face detection time per image: MTCNN as the `mtcnn` package runs it (eager), with its Keras networks compiled,
-and FaceReg's detector (the same networks on OpenCV's DNN engine).
+and FaceReg's detector (the same networks: PNet and ONet on OpenCV's DNN engine, RNet compiled by TensorFlow).
 
     python benchmarks/bench_detect.py [--images 40]
 
 All detectors run on the same LFW images (250 x 250) in this process, after one warm-up call each; the table
 gives medians. Rows: eager; each Keras network compiled with `tf.function` (how FaceReg first sped it up); FaceReg's
-detector (`trainer.faces`: the networks translated for `cv2.dnn` by `trainer.mtcnn_nets`); that with the two images
-of a pair in one call, as `Verifier.verify` does; and that with PNet on one network a thread, as before it kept a
-network per pyramid level (in turn with the row above, three rounds).
+detector (`trainer.faces`: PNet and ONet translated for `cv2.dnn` by `trainer.mtcnn_nets`, RNet compiled); that
+with the two images of a pair in one call, as `Verifier.verify` does; and that with PNet on one network a thread, as
+before it kept a network per pyramid level (in turn with the row above, three rounds).
 
 A second table puts each face, scaled to 300 x 300, into a 640 x 480 frame (a webcam picture at arm's length) and
 times `face_locations` with the pyramid from 20 px faces up (min_face_fraction=0) against from 8 % of the frame's
@@ -17,11 +17,16 @@ A third table splits FaceReg's detection of a pair (both images in one call, as 
 parts: for each of MTCNN's stages, the network, what feeds it (the pyramid's resizes for PNet, the patches cut by
 TensorFlow's `crop_and_resize` for RNet and ONet) and mtcnn's box handling around it (proposals, non-maximum
 suppression), timed by wrapping each part of a separate detector; then the alignment of the two chips.
+
+A fourth table runs the detector as the app's two inference workers do (`trainer.serving`): two threads at once, each
+detecting two pairs a call, against one pair a call alone, with RNet compiled by TensorFlow (FaceReg now) and on
+OpenCV's DNN engine (before), three rounds in turn: pairs a second, wall time and the process's CPU time a pair.
 """
 from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
 import os
 import statistics
 import sys
@@ -166,6 +171,48 @@ def stage_breakdown(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[dict[st
     return parts, {name: count / len(pairs) for name, count in patches.items()}
 
 
+def rnet_on_opencv(detector):
+    """The detector with RNet on OpenCV's DNN engine, as FaceReg ran it before `trainer.mtcnn_nets.CompiledNetwork`."""
+    from mtcnn.stages import StageRNet
+
+    from trainer.faces import _as_keras_outputs
+    from trainer.mtcnn_nets import DnnNetwork
+
+    detector.stages[1]._model = _as_keras_outputs(DnnNetwork(StageRNet().model, 24))
+    return detector
+
+
+def detect_calls(detector, calls: list[list[np.ndarray]], threads: int) -> tuple[float, float]:
+    """Wall and CPU seconds of `detect_faces` on every call's images, as face_locations_batch runs LFW's images,
+    spread over `threads` threads."""
+    size = max(MIN_FACE_SIZE, int(MIN_FACE_FRACTION * min(calls[0][0].shape[:2])))
+
+    def detect(images: list[np.ndarray]) -> None:
+        detector.detect_faces(images, output_type="numpy", threshold_onet=LOW_CONFIDENCE_FLOOR, min_face_size=size)
+
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        list(pool.map(detect, calls[:threads]))  # each thread's OpenCV networks are set up on its first call
+        wall, cpu = time.perf_counter(), time.process_time()
+        list(pool.map(detect, calls))
+        return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def serving_rounds(images: list[np.ndarray], rounds: int = 3) -> dict[str, list[tuple[float, float, float]]]:
+    """(pairs a second, wall ms a pair, CPU ms a pair) of each way of running the detector, in turn for each round."""
+    detectors = {"RNet compiled by TensorFlow (FaceReg)": _mtcnn.__wrapped__(),
+                 "RNet on OpenCV's DNN engine (before)": rnet_on_opencv(_mtcnn.__wrapped__())}
+    pairs = len(images) // 2
+    ways = {"two threads at once, two pairs a call": (4, 2), "one pair a call, alone": (2, 1)}
+    results: dict[str, list[tuple[float, float, float]]] = collections.defaultdict(list)
+    for _ in range(rounds):
+        for way, (per_call, threads) in ways.items():
+            for name, detector in detectors.items():
+                calls = [images[i:i + per_call] for i in range(0, len(images) - per_call + 1, per_call)]
+                wall, cpu = detect_calls(detector, calls, threads)
+                results[f"{way}: {name}"].append((pairs / wall, 1000 * wall / pairs, 1000 * cpu / pairs))
+    return results
+
+
 def webcam_frames(images: list[np.ndarray]) -> list[np.ndarray]:
     """Each image scaled to 300 x 300 in the middle of a grey 640 x 480 frame."""
     import cv2
@@ -196,6 +243,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lfw", type=Path, default=LFW_DIR)
     parser.add_argument("--images", type=int, default=40)
+    parser.add_argument("--serving-pairs", type=int, default=120, help="LFW pairs for the fourth table")
     args = parser.parse_args()
     pairs = read_lfw_pairs(args.lfw)[:: 6000 // args.images][: args.images]
     images = [load_image(p.path1).astype(np.float32) for p in pairs]
@@ -213,7 +261,7 @@ def main() -> None:
     print(f"| eager, as the `mtcnn` package runs it | {eager:.1f} |")
     print(f"| each Keras network compiled with `tf.function`, PNet once per pyramid level | {compiled:.1f} "
           f"({eager / compiled:.1f}x faster) |")
-    print(f"| FaceReg: the networks on OpenCV's DNN engine (trainer.faces) | {ours:.1f} "
+    print(f"| FaceReg: PNet and ONet on OpenCV's DNN engine, RNet compiled (trainer.faces) | {ours:.1f} "
           f"({eager / ours:.1f}x faster) |")
     print(f"| FaceReg, the two images of a pair in one call (Verifier.verify) | {paired:.1f} "
           f"({eager / paired:.1f}x faster) |")
@@ -243,6 +291,22 @@ def main() -> None:
     print(f"\nLandmark shift between the two (the largest of a face's five points), over the {sum(same)} frames "
           f"where both found the face: median {np.median(shifts):.1f} px, 90th percentile "
           f"{np.percentile(shifts, 90):.1f} px, largest {max(shifts):.1f} px")
+
+    serving_images = [load_image(path).astype(np.float32)
+                      for p in read_lfw_pairs(args.lfw)[1 :: 6000 // args.serving_pairs][: args.serving_pairs]
+                      for path in (p.path1, p.path2)]
+    results = serving_rounds(serving_images)
+    print(f"\n| the detector as the app's inference workers run it ({len(serving_images) // 2} LFW pairs; median of 3 "
+          "rounds, in turn) | pairs/s | wall ms a pair | CPU ms a pair |")
+    print("|---|---|---|---|")
+    for label, rows in results.items():
+        rate, wall, cpu = (statistics.median(column) for column in zip(*rows))
+        print(f"| {label} | {rate:.1f} | {wall:.1f} | {cpu:.1f} |")
+    before = rnet_on_opencv(_mtcnn.__wrapped__()).detect_faces(serving_images[:8], output_type="numpy")
+    same = all(a.shape == b.shape and np.allclose(a, b, atol=1e-3)
+               for a, b in zip(_mtcnn().detect_faces(serving_images[:8], output_type="numpy"), before))
+    print(f"\nThe same faces (boxes, confidences and landmarks within 1e-3) with RNet on either engine, on 8 images: "
+          f"{'yes' if same else 'NO'}.")
 
 
 if __name__ == "__main__":

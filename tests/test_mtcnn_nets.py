@@ -1,4 +1,5 @@
-"""MTCNN's networks translated for OpenCV's DNN engine compute what the `mtcnn` package's Keras networks compute."""
+"""MTCNN's networks, translated for OpenCV's DNN engine or compiled by TensorFlow, compute what the `mtcnn` package's
+Keras networks compute."""
 from __future__ import annotations
 
 import threading
@@ -7,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from trainer.mtcnn_nets import DnnNetwork, caffe_description
+from trainer.mtcnn_nets import CompiledNetwork, DnnNetwork, caffe_description
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +72,32 @@ def test_networks_kept_per_input_shape_give_the_same_outputs_and_stay_bounded(st
             for mine, reference in zip(per_shape(level), one(level)):
                 np.testing.assert_array_equal(mine, reference)
     assert list(per_shape._local.nets) == [(2, 75, 75, 3), (2, 53, 53, 3), (2, 37, 37, 3)]  # the last three, in use order
+
+
+# Sizes around the step (8) and the chunk (16): padded, whole, and split into chunks with a padded remainder.
+@pytest.mark.parametrize("batch", [1, 7, 8, 9, 16, 17, 40])
+def test_compiled_network_gives_the_keras_outputs_whatever_the_batch_size(stages, batch: int) -> None:
+    network = CompiledNetwork(stages["rnet"], 24, chunk=16, step=8)
+    inputs = np.random.default_rng(batch).uniform(-1, 1, (batch, 24, 24, 3)).astype(np.float32)
+    ours, theirs = network(inputs), keras_outputs(stages["rnet"], inputs)
+    assert [out.shape for out in ours] == [out.shape for out in theirs] == [(batch, 4), (batch, 2)]
+    for mine, reference in zip(ours, theirs):
+        np.testing.assert_allclose(mine, reference, atol=1e-5)
+
+
+def test_compiled_network_gives_empty_outputs_for_an_empty_batch(stages) -> None:
+    outputs = CompiledNetwork(stages["rnet"], 24)(np.zeros((0, 24, 24, 3), np.float32))
+    assert [out.shape for out in outputs] == [(0, 4), (0, 2)]
+
+
+def test_compiled_network_runs_only_whole_steps_up_to_its_chunk(stages) -> None:
+    network = CompiledNetwork(stages["rnet"], 24, chunk=16, step=8)
+    seen: list[int] = []
+    compiled = network._network
+    network._network = lambda batch: seen.append(len(batch)) or compiled(batch)
+    for n in (0, 3, 13, 16, 30, 50):
+        network(np.zeros((n, 24, 24, 3), np.float32))
+    assert seen == [8, 8, 16, 16, 16, 16, 16, 16, 16, 8]
 
 
 def test_layers_it_cannot_translate_are_named() -> None:

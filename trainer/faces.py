@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from trainer.errors import MultipleFacesError, NoFaceError
-from trainer.mtcnn_nets import DnnNetwork
+from trainer.mtcnn_nets import CompiledNetwork, DnnNetwork
 
 if TYPE_CHECKING:
     from mtcnn import MTCNN
@@ -162,7 +162,8 @@ class _PyramidPNet:
 
 @functools.cache
 def _mtcnn() -> MTCNN:
-    """The process-wide MTCNN detector: mtcnn's three stages, their networks run by OpenCV's DNN engine."""
+    """The process-wide MTCNN detector: mtcnn's three stages; PNet and ONet run by OpenCV's DNN engine, RNet by
+    TensorFlow (`trainer.mtcnn_nets` says why)."""
     import mtcnn.utils.bboxes
     from mtcnn import MTCNN
     from mtcnn.stages import StageONet, StageRNet
@@ -170,8 +171,9 @@ def _mtcnn() -> MTCNN:
     mtcnn.utils.bboxes.sort_by_scores = sort_by_scores
     mtcnn.utils.bboxes.iou = iou
     detector = MTCNN(stages=[_PyramidPNet(), StageRNet, StageONet])
-    for stage in detector.stages[1:]:
-        stage._model = _as_keras_outputs(DnnNetwork(stage._model, {2: 24, 3: 48}[stage.id]))
+    rnet, onet = detector.stages[1:]
+    rnet._model = _as_keras_outputs(CompiledNetwork(rnet._model, 24))
+    onet._model = _as_keras_outputs(DnnNetwork(onet._model, 48))
     return detector
 
 

@@ -1,4 +1,4 @@
-"""MTCNN's three networks (PNet, RNet, ONet) on OpenCV's DNN engine, with the `mtcnn` package's own weights.
+"""MTCNN's three networks (PNet, RNet, ONet) with the `mtcnn` package's own weights, on the engine that runs each best.
 
 TensorFlow runs these small networks slowly on a CPU: their layers have 10 to 64 channels and their batches are
 small, so its per-call and per-operation costs dominate. OpenCV's DNN engine (`cv2.dnn`, already a dependency) runs
@@ -6,7 +6,10 @@ them faster (`python benchmarks/bench_detect.py` compares the detector on both e
 `mtcnn` is translated, at first use and in memory, into the Caffe description that MTCNN was first published in,
 with its weights copied over; nothing is downloaded or written to disk. The translated network computes what the
 Keras one does, to float rounding (tested on random inputs at every pyramid size, and the whole detector on LFW
-images).
+images). PNet and ONet run there (`DnnNetwork`).
+
+RNet is the exception (`CompiledNetwork`): it runs on every PNet proposal at once, a batch of about 150 patches for
+two pairs, where a compiled TensorFlow function on one thread costs much less CPU than OpenCV's engine on two.
 
 A `cv2.dnn.Net` must not run in two threads at once: each thread gets its own copy (`DnnNetwork`).
 """
@@ -19,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-__all__ = ["DnnNetwork", "caffe_description"]
+__all__ = ["CompiledNetwork", "DnnNetwork", "caffe_description"]
 
 
 def _varint(value: int) -> bytes:
@@ -160,3 +163,36 @@ class DnnNetwork:
         net.setInput(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
         results = [out.transpose(0, 2, 3, 1) if out.ndim == 4 else out for out in net.forward(self.outputs)]
         return [out[:0] for out in results] if empty else results
+
+
+class CompiledNetwork:
+    """A Keras MTCNN network as one compiled TensorFlow function: NHWC float32 batches in, its outputs as numpy out.
+
+    For RNet, whose batches are large (every PNet proposal of the images detected together: about 150 for two
+    pairs). There TensorFlow's compiled function, on the one thread an operation `trainer.serving.configure_cpu`
+    gives it, spends much less CPU than OpenCV's engine on two threads, in about the same time, and the detector
+    serves more pairs a second when the app's two inference workers detect at once
+    (`python benchmarks/bench_detect.py`, its last table). Batches run in chunks of at most `chunk`, each padded with
+    blank patches to a multiple of `step`: TensorFlow keeps memory for every input shape it has run, and RNet's batch
+    size changes nearly every call. In a one-off check over batches of 1 to 400 patches, these defaults grew the
+    process's memory a little more than OpenCV's engine did, and then it stayed; unpadded batches grew it about three
+    times as much, and it kept growing. Chunks of 128 held it lower but cost the detector more CPU under two threads.
+    """
+
+    def __init__(self, model: Any, side: int, chunk: int = 256, step: int = 32) -> None:
+        import tensorflow as tf
+
+        self._network = tf.function(lambda batch: model(batch, training=False), autograph=False,
+                                    input_signature=[tf.TensorSpec([None, side, side, 3], tf.float32)])
+        self._side, self._chunk, self._step = side, chunk, step
+
+    def __call__(self, batch: Any) -> list[np.ndarray]:
+        """The network's outputs (N x K rows) for an N x side x side x 3 batch; an empty batch gives empty outputs."""
+        batch = np.asarray(batch, np.float32)
+        outputs = []
+        for start in range(0, max(len(batch), 1), self._chunk):  # an empty batch runs one blank chunk for the shapes
+            part = batch[start:start + self._chunk]
+            padded = np.zeros((max(-(-len(part) // self._step), 1) * self._step, self._side, self._side, 3), np.float32)
+            padded[:len(part)] = part
+            outputs.append([out.numpy()[:len(part)] for out in self._network(padded)])
+        return [np.concatenate(parts) for parts in zip(*outputs)]
