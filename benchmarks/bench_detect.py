@@ -137,10 +137,7 @@ def stage_breakdown(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[dict[st
         module.extract_patches = clock.wrap(f"{name}: patches (crop_and_resize)", extract)
 
     def detect(pair: tuple[np.ndarray, np.ndarray]) -> None:
-        """As face_locations_batch runs the detector on a pair of same-size images (LFW's 250 x 250)."""
-        size = max(MIN_FACE_SIZE, int(MIN_FACE_FRACTION * min(pair[0].shape[:2])))
-        detector.detect_faces([image.astype(np.float32) for image in pair], output_type="numpy",
-                              threshold_onet=LOW_CONFIDENCE_FLOOR, min_face_size=size)
+        detect_as_facereg(detector, list(pair))
 
     try:
         detect(pairs[0])  # warm-up
@@ -182,13 +179,18 @@ def rnet_on_opencv(detector):
     return detector
 
 
+def detect_as_facereg(detector, images: list[np.ndarray]) -> list:
+    """`detect_faces` on same-size images as face_locations_batch runs it on LFW's 250 x 250 images."""
+    size = max(MIN_FACE_SIZE, int(MIN_FACE_FRACTION * min(images[0].shape[:2])))
+    return detector.detect_faces([image.astype(np.float32) for image in images], output_type="numpy",
+                                 threshold_onet=LOW_CONFIDENCE_FLOOR, min_face_size=size)
+
+
 def detect_calls(detector, calls: list[list[np.ndarray]], threads: int) -> tuple[float, float]:
-    """Wall and CPU seconds of `detect_faces` on every call's images, as face_locations_batch runs LFW's images,
-    spread over `threads` threads."""
-    size = max(MIN_FACE_SIZE, int(MIN_FACE_FRACTION * min(calls[0][0].shape[:2])))
+    """Wall and CPU seconds of `detect_as_facereg` on every call's images, spread over `threads` threads."""
 
     def detect(images: list[np.ndarray]) -> None:
-        detector.detect_faces(images, output_type="numpy", threshold_onet=LOW_CONFIDENCE_FLOOR, min_face_size=size)
+        detect_as_facereg(detector, images)
 
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
         list(pool.map(detect, calls[:threads]))  # each thread's OpenCV networks are set up on its first call
