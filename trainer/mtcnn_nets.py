@@ -8,8 +8,9 @@ with its weights copied over; nothing is downloaded or written to disk. The tran
 Keras one does, to float rounding (tested on random inputs at every pyramid size, and the whole detector on LFW
 images). PNet and ONet run there (`DnnNetwork`).
 
-RNet is the exception (`CompiledNetwork`): it runs on every PNet proposal at once, a batch of about 150 patches for
-two pairs, where a compiled TensorFlow function on one thread costs much less CPU than OpenCV's engine on two.
+RNet is the exception (`CompiledNetwork`): it runs on every PNet proposal at once, 140 patches for two pairs (70 a
+pair: `python benchmarks/bench_detect.py`), where a compiled TensorFlow function on one thread costs much less CPU
+than OpenCV's engine on two.
 
 A `cv2.dnn.Net` must not run in two threads at once: each thread gets its own copy (`DnnNetwork`).
 """
@@ -168,14 +169,14 @@ class DnnNetwork:
 class CompiledNetwork:
     """A Keras MTCNN network as one compiled TensorFlow function: NHWC float32 batches in, its outputs as numpy out.
 
-    For RNet, whose batches are large (every PNet proposal of the images detected together: about 150 for two
-    pairs). There TensorFlow's compiled function, on the one thread an operation `trainer.serving.configure_cpu`
-    gives it, spends much less CPU than OpenCV's engine on two threads, in about the same time, and the detector
+    For RNet, whose batches are large (every PNet proposal of the images detected together: 140 for two pairs).
+    There TensorFlow's compiled function, on the one thread an operation `trainer.serving.configure_cpu` gives it,
+    spends much less CPU than OpenCV's engine on two threads, in about the same time, and the detector
     serves more pairs a second when the app's two inference workers detect at once
     (`python benchmarks/bench_detect.py`, its last table). Batches run in chunks of at most `chunk`, each padded with
     blank patches to a multiple of `step`: TensorFlow keeps memory for every input shape it has run, and RNet's batch
     size changes nearly every call. In a one-off check over batches of 1 to 400 patches, these defaults grew the
-    process's memory a little more than OpenCV's engine did, and then it stayed; unpadded batches grew it about three
+    process's memory a little more than OpenCV's engine did, and then it stayed; unpadded batches grew it several
     times as much, and it kept growing. Chunks of 128 held it lower but cost the detector more CPU under two threads.
     """
 
