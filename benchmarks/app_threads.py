@@ -5,8 +5,8 @@ workers, Gradio's event loop (uploads, queue, server-sent events, file routes), 
 
 Starts `python -m space` as `bench_app` does, warms it up, then `--clients` gradio_client clients call /verify
 back to back on LFW pairs for `--duration` seconds (with `--protocol`, clients that speak Gradio's protocol as the
-page does: `bench_app.load_protocol`). Each of the server's threads' CPU time is read from
-/proc/<pid>/task before and after; Python threads are named from `py-spy dump` (needs `py-spy`, in
+page does: `bench_app.load_protocol`). The CPU time of each thread of the server and of its inference process
+(`trainer.inference_process`, shown as "inference process: ...") is read from /proc/<pid>/task before and after; Python threads are named from `py-spy dump` (needs `py-spy`, in
 requirements-bench.txt), the others by their OS name (TensorFlow's inter-op pool is `tf_Compute`; its intra-op
 threads, OpenCV's thread pool and other native threads show as `native:python`). Prints CPU milliseconds per
 answered pair.
@@ -35,14 +35,22 @@ from benchmarks.bench_app import (
 from trainer.evaluate import LFW_DIR, read_lfw_pairs
 
 
-def thread_cpu(pid: int) -> dict[str, tuple[str, float]]:
-    """CPU seconds of each thread of a process: {thread id: (OS name, seconds)} (Linux /proc)."""
+def thread_cpu(pid: int) -> dict[str, tuple[int, str, float]]:
+    """CPU seconds of each thread of a process and of its descendants (the app's inference process):
+    {thread id: (process id, OS name, seconds)} (Linux /proc)."""
+    from space.testing import process_tree
+
     found = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
+    for member in process_tree(pid):
         try:
-            found[task.name] = ((task / "comm").read_text().strip(), cpu_s(pid, task.name))
+            tasks = list(Path(f"/proc/{member}/task").iterdir())
         except OSError:
-            continue  # the thread ended
+            continue  # it ended
+        for task in tasks:
+            try:
+                found[task.name] = (member, (task / "comm").read_text().strip(), cpu_s(member, task.name))
+            except OSError:
+                continue  # the thread ended
     return found
 
 
@@ -77,15 +85,17 @@ def main(argv: list[str] | None = None) -> int:
         before, clients_before = thread_cpu(server.pid), time.process_time()
         row = clients(url, args.clients, args.duration, todo, 0.5)
         after, clients_cpu = thread_cpu(server.pid), time.process_time() - clients_before
-        names = python_thread_names(server.pid)
+        names = {tid: name for member in {owner for owner, _, _ in after.values()}
+                 for tid, name in python_thread_names(member).items()}
     finally:
         server.terminate()
         server.wait(30)
     answered = max(1, len(row.latencies))
     groups: collections.Counter[str] = collections.Counter()
-    for tid, (os_name, seconds) in after.items():
+    for tid, (owner, os_name, seconds) in after.items():
         group = re.sub(r"[ _-]?\(?\d+\)?$", "", names.get(tid, f"native:{os_name}"))
-        groups[group] += seconds - before.get(tid, (os_name, 0.0))[1]
+        group = group if owner == server.pid else f"inference process: {group}"
+        groups[group] += seconds - before.get(tid, (owner, os_name, 0.0))[2]
     print(f"\n{args.clients} clients, {args.duration:.0f} s: {len(row.latencies)} answered, {len(row.errors)} errors, "
           f"{len(row.latencies) / args.duration:.1f} pairs/s\n")
     print("| thread (group) | CPU ms a pair |\n|---|---:|")

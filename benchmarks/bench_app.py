@@ -78,8 +78,34 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def tree_cpu_s(pid: int) -> float:
+    """`cpu_s` of a process and its descendants together."""
+    from space.testing import process_tree
+
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            total += cpu_s(member)
+        except OSError:
+            continue
+    return total
+
+
+def tree_rss_mib(pid: int) -> float:
+    """`rss_mib` of a process and its descendants together (pages they share count in each)."""
+    from space.testing import process_tree
+
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            total += rss_mib(member)
+        except OSError:
+            continue
+    return total
+
+
 class MemorySampler(threading.Thread):
-    """Samples a process's RSS every `every` seconds until stopped."""
+    """Samples the RSS of a process and its descendants every `every` seconds until stopped."""
 
     def __init__(self, pid: int, every: float = 0.5) -> None:
         super().__init__(daemon=True)
@@ -89,7 +115,7 @@ class MemorySampler(threading.Thread):
     def run(self) -> None:
         while not self._stop_event.is_set():
             try:
-                self.samples.append(rss_mib(self.pid))
+                self.samples.append(tree_rss_mib(self.pid))
             except OSError:
                 return
             self._stop_event.wait(self.every)
@@ -521,11 +547,11 @@ def main(argv: list[str] | None = None) -> int:
             runs += [(8, args.soak, load)] if args.soak > 0 else []
             for clients, duration, kind in runs:
                 around, _ = single_stream(verifier, lfw_pairs[: args.single_between])
-                before, server_cpu, here_cpu = len(sampler.samples), cpu_s(server.pid), time.process_time()
+                before, server_cpu, here_cpu = len(sampler.samples), tree_cpu_s(server.pid), time.process_time()
                 here_rss = rss_mib(os.getpid())
                 row = kind(url, clients, duration, pairs, threshold)
-                row.server_cpu_s, row.client_cpu_s = cpu_s(server.pid) - server_cpu, time.process_time() - here_cpu
-                row.memory = sampler.samples[before:] or [rss_mib(server.pid)]
+                row.server_cpu_s, row.client_cpu_s = tree_cpu_s(server.pid) - server_cpu, time.process_time() - here_cpu
+                row.memory = sampler.samples[before:] or [tree_rss_mib(server.pid)]
                 if row.kind == IN_PROCESS:  # this process served: its CPU and memory are the row's "server"
                     row.server_cpu_s, row.client_cpu_s = row.client_cpu_s, 0.0
                     row.memory = [here_rss, rss_mib(os.getpid())]

@@ -36,9 +36,13 @@ def main(argv: list[str] | None = None) -> None:
 
         sys.exit(deploy(argv[1:]))
     args = parse_args(argv)
+    from space.models import INFERENCE_PROCESS_ENV, Models
     from trainer.serving import configure_cpu, configure_memory
 
     configure_memory()  # before any server thread allocates: a flat RSS under load
+    models = Models()
+    if os.environ.get(INFERENCE_PROCESS_ENV, "1").strip() != "0":
+        models.start_inference_process()  # first: it loads the model while this process imports the rest
     # TensorFlow is imported here, in one thread, before the server starts threads that need it: when the warm-up and
     # a first visitor's request imported it at once, one of them got a partially initialized module and the process
     # was left broken ("Registering two gradient with name ...") (tests/test_app_startup.py).
@@ -46,10 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("facereg").setLevel(logging.INFO)
     from space.app import build_app, launch
-    from space.models import Models
     from space.workspace import Workspaces
 
-    models = Models()
     demo = build_app(models, Workspaces(args.data_dir))
     if not args.no_warmup:
         threading.Thread(target=_warm_up, args=(models,), name="facereg-warmup", daemon=True).start()

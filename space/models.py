@@ -23,6 +23,7 @@ MODEL_REPO_ENV = "FACEREG_MODEL_REPO"
 MODEL_REVISION_ENV = "FACEREG_MODEL_REVISION"
 MODEL_DIR_ENV = "FACEREG_MODEL_DIR"
 MAX_MODELS_ENV = "FACEREG_MAX_MODELS"
+INFERENCE_PROCESS_ENV = "FACEREG_INFERENCE_PROCESS"
 # The embedded default model's head (read for its threshold without importing TensorFlow).
 DEFAULT_HEAD_FILE = Path(__file__).resolve().parent.parent / "trainer" / "default_model" / "head.json"
 
@@ -78,12 +79,22 @@ class Models:
         self._cache: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[tuple[str, str], threading.Lock] = {}
+        self._process: Any = None
 
     # -- the default -------------------------------------------------------------------------------------------------
     @property
     def default_loaded(self) -> bool:
         """Whether the default model is in memory yet."""
         return self._default is not None
+
+    def start_inference_process(self) -> None:
+        """Have a process of its own answer the default model's verifications (`trainer.inference_process`: the app's
+        threads and the networks then do not share a GIL). It loads the model from the same source, starting now."""
+        import functools
+
+        from trainer.inference_process import InferenceProcess
+
+        self._process = InferenceProcess(functools.partial(_load, self.default_source, None))
 
     def default(self) -> Any:
         """The app-wide default `trainer.Verifier`, loading it on the first call."""
@@ -92,15 +103,28 @@ class Models:
             return verifier
         with self._lock:
             if self._default is None:
-                self._default = _load(self.default_source, token=None)
+                verifier = _load(self.default_source, token=None)
+                if self._process is not None:
+                    from trainer.inference_process import ProcessBatcher
+
+                    verifier.use_batcher(ProcessBatcher(verifier, self._process))
+                self._default = verifier
             return self._default
 
     def warm_up(self) -> None:
-        """Size TensorFlow's threads, load the default model and trace its networks once, so the first request is fast."""
+        """Size TensorFlow's threads, load the default model and trace its networks once, so the first request is fast
+        (after the inference process, if any, is ready: it answers the first verifications)."""
+        from trainer.inference_process import InferenceProcessError
         from trainer.serving import configure_cpu, warm_up
 
         configure_cpu()
-        warm_up(self.default())
+        verifier = self.default()
+        if self._process is not None:
+            try:
+                self._process.wait_ready()
+            except InferenceProcessError as exc:  # verifications fall back to this process (ProcessBatcher)
+                log.warning("%s", exc)
+        warm_up(verifier)
 
     def threshold_hint(self) -> float | None:
         """The default model's threshold without loading it: from its config file, or None for a Hub repo."""

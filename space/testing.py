@@ -28,6 +28,20 @@ def http_stack(pid: int) -> str:
     return f"{loop} + {parser}"
 
 
+def process_tree(pid: int) -> list[int]:
+    """A process and its descendants alive now (Linux /proc): `python -m space` and its inference process."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            todo += [int(child) for task in Path(f"/proc/{current}/task").iterdir()
+                     for child in (task / "children").read_text().split()]
+        except OSError:
+            continue  # it ended meanwhile
+    return found
+
+
 @dataclass
 class RunningApp:
     """A launched app: its URL, its models and its visitors' workspaces."""

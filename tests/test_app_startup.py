@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -13,9 +14,10 @@ import pytest
 from gradio_client import Client
 
 from space.models import DEFAULT_HEAD_FILE
-from space.testing import free_port, http_stack
+from space.testing import free_port, http_stack, process_tree
 from tests.app_helpers import lfw
 from tests.conftest import needs_lfw
+from tests.test_inference_process import alive
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -77,6 +79,15 @@ def test_visitors_arriving_during_the_warm_up_get_correct_answers(fresh_app) -> 
     assert answers["model"]["backbone"] == "dlib_resnet"
     text = log.read_text()
     assert "model not loaded at start" not in text and "Traceback" not in text, text[-3000:]
+    # The default model's verifications were answered by the app's inference process, which goes with the app.
+    inference = int(re.search(r"inference process ready \(pid (\d+)\)", text).group(1))
+    assert inference in process_tree(server.pid)
+    server.terminate()
+    server.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while alive(inference) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(inference)
 
 
 def test_the_app_serves_http_on_uvloop_and_httptools(fresh_app) -> None:

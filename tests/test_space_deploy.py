@@ -160,6 +160,7 @@ def test_the_deployed_space_starts_and_verifies(hub_server: HubServer, checkout:
     assert genuine["is_match"] and not impostor["is_match"]
     assert genuine["score"] >= threshold > impostor["score"]
     assert genuine["threshold"] == pytest.approx(threshold)
+    assert "inference process ready" in log.read_text()  # the Space's own copy of trainer answered, in its process
 
 
 def wait_for(url: str, process: subprocess.Popen, log: Path) -> None:

@@ -13,6 +13,9 @@ pays only for the networks; under load, requests queue while the workers are bus
 
 A worker thread ends after `IDLE_EXIT_S` seconds without requests and starts again on the next one, so a
 `Verifier` that is no longer used (the app switched models) is not kept alive by its worker.
+
+The app runs its default model's BatchedVerifier in a process of its own (`trainer.inference_process`), so that its
+web server's threads do not wait for the GIL behind these workers.
 """
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ from .model_io import ModelConfig, load_model_dir
 from .networks import backbone_spec, bfloat16_copy, siamese_parts
 
 if TYPE_CHECKING:
+    from .inference_process import ProcessBatcher
     from .serving import BatchedVerifier
 
 BATCH_SIZE = 32
@@ -115,15 +116,21 @@ class Verifier:
         """The embedded default model (pretrained backbone + the head trained on LFW View 1), loaded once."""
         return _default_verifier()
 
-    def batcher(self) -> "BatchedVerifier":
+    def batcher(self) -> "BatchedVerifier | ProcessBatcher":
         """This model's inference worker (made on first use, one per Verifier): verify from many threads at once,
-        concurrent requests sharing detection and embedding calls (see trainer.serving)."""
+        concurrent requests sharing detection and embedding calls (see trainer.serving), or what `use_batcher` set."""
         from .serving import BatchedVerifier
 
         with _BATCHER_LOCK:
             if self._batcher is None:
                 self._batcher = BatchedVerifier(self)
             return self._batcher
+
+    def use_batcher(self, batcher: "ProcessBatcher") -> None:
+        """Answer `batcher()`'s callers with `batcher` instead: a `trainer.inference_process.ProcessBatcher`, whose
+        verifications run in a process of its own."""
+        with _BATCHER_LOCK:
+            self._batcher = batcher
 
     @property
     def threshold(self) -> float:
